@@ -1,0 +1,152 @@
+"""A private InfluxDB 1.x server (Debian's influxd) on a free loopback port."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+INFLUXD_CANDIDATES = ("influxd", "/usr/bin/influxd")
+
+
+def find_influxd() -> str | None:
+    for name in INFLUXD_CANDIDATES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class InfluxServer:
+    """One influxd process with its own config, data dir and ports; restartable."""
+
+    def __init__(self, binary: str, auth: bool = False) -> None:
+        self.binary = binary
+        self.auth = auth
+        self.root = Path(tempfile.mkdtemp(prefix="sitevis-influx-"))
+        self.http_port = free_port()
+        self.rpc_port = free_port()
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.config = self.root / "influxdb.conf"
+        self.log = self.root / "influxd.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._write_config()
+
+    def _write_config(self) -> None:
+        self.config.write_text(
+            f"""reporting-disabled = true
+bind-address = "127.0.0.1:{self.rpc_port}"
+[meta]
+  dir = "{self.root}/meta"
+[data]
+  dir = "{self.root}/data"
+  wal-dir = "{self.root}/wal"
+  query-log-enabled = false
+[monitor]
+  store-enabled = false
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{self.http_port}"
+  auth-enabled = {"true" if self.auth else "false"}
+  log-enabled = false
+  pprof-enabled = false
+"""
+        )
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = 20.0) -> None:
+        if self.running:
+            return
+        with self.log.open("ab") as log:
+            self._proc = subprocess.Popen(
+                [self.binary, "-config", str(self.config)], stdout=log, stderr=log
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running:
+                raise RuntimeError(f"influxd exited early; log:\n{self.log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as resp:
+                    if resp.status == 204:
+                        return
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.1)
+        raise RuntimeError(f"influxd did not answer /ping in {timeout}s; log:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _request(
+        self, path: str, params: dict[str, str], data: bytes | None = None,
+        auth: tuple[str, str] | None = None,
+    ) -> tuple[int, bytes]:
+        url = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
+        req = urllib.request.Request(url, data=data, method="POST")
+        if auth is not None:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            req.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+
+    def query(self, q: str, db: str | None = None,
+              auth: tuple[str, str] | None = None) -> dict:
+        """Run InfluxQL; returns the decoded JSON body (raises on a non-2xx answer)."""
+        params = {"q": q, "epoch": "ns"}
+        if db:
+            params["db"] = db
+        status, body = self._request("/query", params, auth=auth)
+        if status // 100 != 2:
+            raise RuntimeError(f"query {q!r} answered {status}: {body.decode(errors='replace')}")
+        return json.loads(body)
+
+    def write(self, db: str, lines: str, precision: str = "ns",
+              auth: tuple[str, str] | None = None) -> int:
+        """Write line protocol; returns the HTTP status."""
+        status, _ = self._request(
+            "/write", {"db": db, "precision": precision}, lines.encode(), auth=auth
+        )
+        return status
+
+    def rows(self, q: str, db: str) -> list[dict]:
+        """Rows of every series of a query as dicts (column -> value, tags included)."""
+        out: list[dict] = []
+        for result in self.query(q, db=db).get("results", []):
+            if "error" in result:
+                raise RuntimeError(f"query {q!r} failed: {result['error']}")
+            for series in result.get("series", []):
+                tags = series.get("tags", {})
+                for values in series["values"]:
+                    out.append({**tags, **dict(zip(series["columns"], values, strict=True))})
+        return out
