@@ -1,0 +1,232 @@
+"""One interval's DrainResult -> the points of DESIGN.md "What is stored".
+
+Every point of an interval carries the interval's end as timestamp (packet samples carry
+their own), and no two points share (measurement, tag set, timestamp), so a retried or
+replayed write overwrites itself and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from sitevis_collector.config import Config
+from sitevis_collector.lineproto import FieldValue, Point
+from sitevis_collector.records import DrainResult, FlowCounters, FlowKey, PacketSample
+
+FLOW = "flow"
+IFACE = "iface"
+PACKET = "packet"
+SELF = "sitevis_collector"
+
+PORTED = ("tcp", "udp", "sctp", "udplite", "dccp")
+# Rows folded by top-N, and in-kernel overflow buckets, use these in place of addresses.
+OTHER = "other"
+OVERFLOW = "overflow"
+FRAGMENT = "fragment"
+EPHEMERAL = "ephemeral"
+
+
+class KernelDelta(NamedTuple):
+    """What the kernel's own interface counters moved by during the interval."""
+
+    packets: int
+    bytes: int
+
+
+def service_name(key: FlowKey, port_bound: int) -> str:
+    """The server side of a flow, per DESIGN.md "Precise meanings"."""
+    if key.proto == "eth":
+        return f"eth/0x{key.ethertype:04x}"
+    if key.proto in PORTED:
+        if key.sport == 0 and key.dport == 0:
+            # IPv4 fragments after the first carry no L4 header; never invent a port.
+            return f"{key.proto}/{FRAGMENT}"
+        port = min(key.sport, key.dport)
+        return f"{key.proto}/{port}" if port < port_bound else f"{key.proto}/{EPHEMERAL}"
+    # icmp, icmpv6, ip:<n>: no ports, the protocol is the service.
+    return key.proto
+
+
+@dataclass(slots=True)
+class _Row:
+    packets: int = 0
+    bytes: int = 0
+    flows: int = 0
+    tcp_flags: int = 0
+
+    def add(self, c: FlowCounters, flows: int) -> None:
+        self.packets += c.packets
+        self.bytes += c.bytes
+        self.flows += flows
+        self.tcp_flags |= c.tcp_flags
+
+    def merge(self, other: _Row) -> None:
+        self.packets += other.packets
+        self.bytes += other.bytes
+        self.flows += other.flows
+        self.tcp_flags |= other.tcp_flags
+
+
+# (proto, src, dst, service) within one (iface, dir)
+_RowKey = tuple[str, str, str, str]
+
+
+def _flow_rows(result: DrainResult, port_bound: int
+               ) -> dict[tuple[str, str], dict[_RowKey, _Row]]:
+    groups: dict[tuple[str, str], dict[_RowKey, _Row]] = {}
+    for key, counters in result.flows.items():
+        rows = groups.setdefault((key.ifname, key.direction), {})
+        row_key = (key.proto, key.src, key.dst, service_name(key, port_bound))
+        rows.setdefault(row_key, _Row()).add(counters, 1)
+    return groups
+
+
+def _top_n(rows: dict[_RowKey, _Row], n: int) -> dict[_RowKey, _Row]:
+    """Keep the n largest rows by bytes; sum the rest into one 'other' row."""
+    if len(rows) <= n:
+        return rows
+    # Ties broken by packets, then by the key, so the cut is deterministic.
+    ranked = sorted(rows.items(), key=lambda kv: (-kv[1].bytes, -kv[1].packets, kv[0]))
+    kept = dict(ranked[:n])
+    rest = _Row()
+    for _, row in ranked[n:]:
+        rest.merge(row)
+    kept[(OTHER, OTHER, OTHER, OTHER)] = rest
+    return kept
+
+
+def flow_points(result: DrainResult, cfg: Config, end_ns: int) -> list[Point]:
+    base = {"site": cfg.site, "box": cfg.box}
+    groups = _flow_rows(result, cfg.service_port_bound)
+    points: list[Point] = []
+    for (ifname, direction), rows in sorted(groups.items()):
+        for (proto, src, dst, service), row in sorted(_top_n(rows, cfg.top_n).items()):
+            points.append(Point(
+                FLOW,
+                {**base, "iface": ifname, "dir": direction, "proto": proto,
+                 "src": src, "dst": dst, "service": service},
+                {"packets": row.packets, "bytes": row.bytes, "flows": row.flows,
+                 "tcp_flags": row.tcp_flags},
+                end_ns,
+            ))
+    # Packets that found the flow table full: known only by protocol. Never folded, so
+    # flow totals stay equal to iface totals.
+    for (ifname, direction, proto), c in sorted(result.overflow.items()):
+        points.append(Point(
+            FLOW,
+            {**base, "iface": ifname, "dir": direction, "proto": proto,
+             "src": OVERFLOW, "dst": OVERFLOW, "service": OVERFLOW},
+            {"packets": c.packets, "bytes": c.bytes, "flows": 0, "tcp_flags": c.tcp_flags},
+            end_ns,
+        ))
+    return points
+
+
+def iface_points(result: DrainResult, cfg: Config, end_ns: int,
+                 kernel: Mapping[tuple[str, str], KernelDelta] | None = None) -> list[Point]:
+    """Exact BPF totals per (iface, dir), beside the kernel's own counters when given.
+
+    An interface the kernel counted but BPF did not (e.g. PACKET_QDISC_BYPASS senders skip
+    TC egress) still gets a point, with coverage 0.0: that is how the gap shows.
+    """
+    kernel = kernel or {}
+    overflow: dict[tuple[str, str], FlowCounters] = {}
+    for (ifname, direction, _), c in result.overflow.items():
+        o = overflow.setdefault((ifname, direction), FlowCounters())
+        o.packets += c.packets
+        o.bytes += c.bytes
+    points: list[Point] = []
+    for ifname, direction in sorted(set(result.totals) | set(kernel)):
+        total = result.totals.get((ifname, direction), FlowCounters())
+        fields: dict[str, FieldValue] = {"packets": total.packets, "bytes": total.bytes}
+        over = overflow.get((ifname, direction))
+        if over is not None:
+            fields["overflow_packets"] = over.packets
+            fields["overflow_bytes"] = over.bytes
+        k = kernel.get((ifname, direction))
+        if k is not None:
+            fields["kernel_packets"] = k.packets
+            fields["kernel_bytes"] = k.bytes
+            if k.packets > 0:
+                fields["coverage"] = total.packets / k.packets
+        points.append(Point(
+            IFACE,
+            {"site": cfg.site, "box": cfg.box, "iface": ifname, "dir": direction},
+            fields, end_ns,
+        ))
+    return points
+
+
+def packet_points(samples: list[PacketSample], cfg: Config) -> list[Point]:
+    """One point per sample at its own time (epoch ns); equal keys are moved apart by 1 ns."""
+    last: dict[tuple[str, str, str], int] = {}
+    points: list[Point] = []
+    for s in sorted(samples, key=lambda s: s.timestamp_ns):
+        series = (s.ifname, s.direction, s.proto)
+        ts = s.timestamp_ns
+        prev = last.get(series)
+        if prev is not None and ts <= prev:
+            ts = prev + 1
+        last[series] = ts
+        points.append(Point(
+            PACKET,
+            {"site": cfg.site, "box": cfg.box, "iface": s.ifname, "dir": s.direction,
+             "proto": s.proto},
+            {"src": s.src, "dst": s.dst, "sport": s.sport, "dport": s.dport,
+             "length": s.length, "ttl": s.ttl, "tcp_flags": s.tcp_flags,
+             "sample_rate": s.sample_rate},
+            ts,
+        ))
+    return points
+
+
+def self_point(result: DrainResult, cfg: Config, end_ns: int, flows_exported: int,
+               stats: Mapping[str, FieldValue] | None = None) -> Point:
+    """Collector health for this interval; `stats` adds writer counters, bpf_ns_per_packet."""
+    fields: dict[str, FieldValue] = {
+        "flows_drained": len(result.flows),
+        "flows_exported": flows_exported,
+        "overflow_events": result.overflow_events,
+        "ringbuf_lost": result.ringbuf_lost,
+        "truncated": result.truncated,
+        "samples": len(result.samples),
+    }
+    if stats:
+        fields.update(stats)
+    return Point(SELF, {"site": cfg.site, "box": cfg.box}, fields, end_ns)
+
+
+def aggregate(result: DrainResult, cfg: Config, end_ns: int, *,
+              kernel: Mapping[tuple[str, str], KernelDelta] | None = None,
+              stats: Mapping[str, FieldValue] | None = None) -> list[Point]:
+    """All points of one interval: flow, iface, packet, then sitevis_collector."""
+    flows = flow_points(result, cfg, end_ns)
+    return [
+        *flows,
+        *iface_points(result, cfg, end_ns, kernel),
+        *packet_points(result.samples, cfg),
+        self_point(result, cfg, end_ns, len(flows), stats),
+    ]
+
+
+@dataclass(slots=True)
+class CounterDeltas:
+    """Turns the writer's cumulative counters into per-interval increments.
+
+    Gauges (names listed in `gauges`) pass through unchanged.
+    """
+
+    gauges: frozenset[str] = frozenset({"spool_bytes", "spool_files", "queue_bytes"})
+    _prev: dict[str, int] = field(default_factory=dict)
+
+    def update(self, counters: Mapping[str, int]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for name, value in counters.items():
+            if name in self.gauges:
+                out[name] = value
+            else:
+                out[name] = value - self._prev.get(name, 0)
+                self._prev[name] = value
+        return out
