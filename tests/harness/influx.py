@@ -88,7 +88,9 @@ bind-address = "127.0.0.1:{self.rpc_port}"
                         return
             except (urllib.error.URLError, OSError):
                 time.sleep(0.1)
-        raise RuntimeError(f"influxd did not answer /ping in {timeout}s; log:\n{self.log.read_text()}")
+        raise RuntimeError(
+            f"influxd did not answer /ping in {timeout}s; log:\n{self.log.read_text()}"
+        )
 
     def stop(self) -> None:
         if self._proc is None:

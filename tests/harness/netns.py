@@ -67,7 +67,9 @@ def create_pair() -> HostPair:
     except BaseException:
         destroy_pair(HostPair(left, right))
         raise
-    return HostPair(Host(left.netns, left.ifname, left_ip), Host(right.netns, right.ifname, right_ip))
+    return HostPair(
+        Host(left.netns, left.ifname, left_ip), Host(right.netns, right.ifname, right_ip)
+    )
 
 
 def destroy_pair(pair: HostPair) -> None:

@@ -20,6 +20,17 @@ int probe(struct __sk_buff *skb) {
 """
 
 
+CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_BPF = 12, 21, 39
+
+
+def effective_caps() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    return 0
+
+
 def fail(cause: str) -> None:
     print(f"BCC probe failed: {cause}")
     sys.exit(1)
@@ -28,14 +39,20 @@ def fail(cause: str) -> None:
 def main() -> None:
     release = os.uname().release
     build = f"/lib/modules/{release}/build"
-    if not os.path.exists("/sys/fs/bpf") and not os.path.exists("/proc/sys/kernel/bpf_stats_enabled"):
+    bpf_markers = ("/sys/fs/bpf", "/proc/sys/kernel/bpf_stats_enabled")
+    if not any(os.path.exists(marker) for marker in bpf_markers):
         fail(f"kernel {release} has no BPF support (no /sys/fs/bpf, no kernel.bpf_stats_enabled)")
+    caps = effective_caps()
+    if not caps & (1 << CAP_SYS_ADMIN | 1 << CAP_BPF) or not caps & (1 << CAP_NET_ADMIN):
+        fail("no privileges to load BPF programs: run as root, or with CAP_BPF (or "
+             "CAP_SYS_ADMIN) and CAP_NET_ADMIN")
     try:
         from bcc import BPF
     except ImportError as err:
         fail(f"python3-bpfcc is not importable by {sys.executable}: {err}")
     tree = f"/lib/modules/{release}"
-    if not any(os.path.exists(f"{tree}/{sub}/include/linux/kconfig.h") for sub in ("build", "source")):
+    kconfigs = (f"{tree}/{sub}/include/linux/kconfig.h" for sub in ("build", "source"))
+    if not any(os.path.exists(path) for path in kconfigs):
         fail(f"no kernel headers for {release}: include/linux/kconfig.h is in neither "
              f"{tree}/build nor {tree}/source (run the kernel_headers role)")
     try:
