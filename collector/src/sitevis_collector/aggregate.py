@@ -29,7 +29,11 @@ EPHEMERAL = "ephemeral"
 
 
 class KernelDelta(NamedTuple):
-    """What the kernel's own interface counters moved by during the interval."""
+    """What the kernel's own interface counters moved by during the interval.
+
+    Any (packets, bytes) tuple is accepted where a KernelDelta is expected, e.g. the
+    difference of two attach.Counters.direction() readings.
+    """
 
     packets: int
     bytes: int
@@ -125,7 +129,8 @@ def flow_points(result: DrainResult, cfg: Config, end_ns: int) -> list[Point]:
 
 
 def iface_points(result: DrainResult, cfg: Config, end_ns: int,
-                 kernel: Mapping[tuple[str, str], KernelDelta] | None = None) -> list[Point]:
+                 kernel: Mapping[tuple[str, str], tuple[int, int]] | None = None
+                 ) -> list[Point]:
     """Exact BPF totals per (iface, dir), beside the kernel's own counters when given.
 
     An interface the kernel counted but BPF did not (e.g. PACKET_QDISC_BYPASS senders skip
@@ -147,10 +152,11 @@ def iface_points(result: DrainResult, cfg: Config, end_ns: int,
             fields["overflow_bytes"] = over.bytes
         k = kernel.get((ifname, direction))
         if k is not None:
-            fields["kernel_packets"] = k.packets
-            fields["kernel_bytes"] = k.bytes
-            if k.packets > 0:
-                fields["coverage"] = total.packets / k.packets
+            k_packets, k_bytes = k
+            fields["kernel_packets"] = k_packets
+            fields["kernel_bytes"] = k_bytes
+            if k_packets > 0:
+                fields["coverage"] = total.packets / k_packets
         points.append(Point(
             IFACE,
             {"site": cfg.site, "box": cfg.box, "iface": ifname, "dir": direction},
@@ -193,13 +199,18 @@ def self_point(result: DrainResult, cfg: Config, end_ns: int, flows_exported: in
         "truncated": result.truncated,
         "samples": len(result.samples),
     }
+    # Loss counters the kernel side may add to DrainResult; written when present.
+    for name in ("samples_rate_limited", "unaccounted"):
+        value = getattr(result, name, None)
+        if isinstance(value, int):
+            fields[name] = value
     if stats:
         fields.update(stats)
     return Point(SELF, {"site": cfg.site, "box": cfg.box}, fields, end_ns)
 
 
 def aggregate(result: DrainResult, cfg: Config, end_ns: int, *,
-              kernel: Mapping[tuple[str, str], KernelDelta] | None = None,
+              kernel: Mapping[tuple[str, str], tuple[int, int]] | None = None,
               stats: Mapping[str, FieldValue] | None = None) -> list[Point]:
     """All points of one interval: flow, iface, packet, then sitevis_collector."""
     flows = flow_points(result, cfg, end_ns)

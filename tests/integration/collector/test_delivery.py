@@ -1,0 +1,324 @@
+"""Delivery rules against a real influxd: outages, restarts, rejections, auth, batching."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sitevis_collector.config import parse_config
+from sitevis_collector.delivery import InfluxWriter, split_batches
+from sitevis_collector.lineproto import Point, encode_lines
+
+from tests.harness.influx import InfluxServer
+
+DB = "sitevis"
+T0 = 1_800_000_000_000_000_000
+
+WriterFactory = Callable[..., InfluxWriter]
+
+
+@pytest.fixture
+def make_writer(tmp_path: Path) -> Iterator[WriterFactory]:
+    """Writers with short backoffs; every one is closed at the end of the test."""
+    made: list[InfluxWriter] = []
+
+    def make(url: str, db: str = DB, spool_max: int = 64 * 1024 * 1024,
+             spool_dir: Path | None = None, **influx) -> InfluxWriter:
+        cfg = parse_config({
+            "site": "t", "box": "b",
+            "influxdb": {"url": url, "database": db, "retry_initial": 0.05,
+                         "retry_max": 0.2, "timeout": 2, **influx},
+            "spool": {"dir": str(spool_dir or tmp_path / "spool"), "max_bytes": spool_max},
+        })
+        writer = InfluxWriter(cfg.influxdb, cfg.spool)
+        made.append(writer)
+        return writer
+
+    yield make
+    for writer in made:
+        writer.close(0)
+
+
+def interval_points(interval: int, n: int, measurement: str = "m") -> list[Point]:
+    ts = T0 + interval * 10_000_000_000
+    return [Point(measurement, {"iface": f"eth{i % 4}", "n": str(i)}, {"v": interval}, ts)
+            for i in range(n)]
+
+
+def count(server: InfluxServer, measurement: str = "m", db: str = DB) -> int:
+    rows = server.rows(f'SELECT COUNT(v) FROM "{measurement}"', db=db)
+    return rows[0]["count"] if rows else 0
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def test_points_are_written_and_counted(influxdb: InfluxServer, make_writer):
+    influxdb.query(f"CREATE DATABASE {DB}")
+    writer = make_writer(influxdb.url)
+    writer.submit(interval_points(0, 100))
+    assert writer.flush(10)
+    assert count(influxdb) == 100
+    c = writer.counters()
+    assert c["points_written"] == 100 and c["batches_written"] == 1
+    assert c["write_errors"] == 0 and c["spool_bytes"] == 0
+
+
+def test_outage_during_a_stream_every_point_arrives_exactly_once(
+        influxdb: InfluxServer, make_writer):
+    influxdb.query(f"CREATE DATABASE {DB}")
+    writer = make_writer(influxdb.url)
+    intervals, per_interval = 30, 50
+    max_spooled = 0
+    for i in range(intervals):
+        if i == 8:
+            influxdb.stop()
+        if i == 22:
+            influxdb.start()
+        writer.submit(interval_points(i, per_interval))
+        time.sleep(0.05)
+        max_spooled = max(max_spooled, writer.counters()["spool_files"])
+    assert writer.flush(30)
+    c = writer.counters()
+    assert max_spooled > 0, "the outage never reached the spool"
+    assert c["write_errors_conn"] > 0
+    # Each point acknowledged once by the server, and each one stored.
+    assert c["points_written"] == intervals * per_interval
+    assert count(influxdb) == intervals * per_interval
+    assert c["spool_bytes"] == 0 and c["spool_files"] == 0 and c["points_dropped"] == 0
+    end = T0 + intervals * 10_000_000_000
+    per = influxdb.rows(f"SELECT COUNT(v) FROM m WHERE time >= {T0} AND time < {end}"
+                        " GROUP BY time(10s)", db=DB)
+    assert [r["count"] for r in per] == [per_interval] * intervals
+
+
+def order_points(batch: int, last: int) -> list[Point]:
+    """Batch i overwrites key k<j> (j >= i) with value i: only in-order delivery leaves
+    k<j> == j for every j, any swap of two batches leaves a smaller value behind."""
+    points = [Point("order", {"k": str(j)}, {"v": batch}, T0) for j in range(batch, last + 1)]
+    points += [Point("m", {"batch": str(batch), "n": str(n)}, {"v": batch}, T0 + n)
+               for n in range(20)]
+    return points
+
+
+def assert_in_order(server: InfluxServer, last: int) -> None:
+    rows = server.rows("SELECT v FROM \"order\" GROUP BY k", db=DB)
+    assert {int(r["k"]): r["v"] for r in rows} == {j: j for j in range(1, last + 1)}
+    assert count(server) == 20 * last
+
+
+def test_spool_replays_in_order_in_a_new_writer(influxdb: InfluxServer, make_writer,
+                                                tmp_path: Path):
+    influxdb.query(f"CREATE DATABASE {DB}")
+    influxdb.stop()
+    first = make_writer(influxdb.url)
+    for batch in range(1, 6):
+        first.submit(order_points(batch, 6))
+    assert first.close(0.3) is False              # nothing could be delivered
+    spooled = sorted(p.name for p in (tmp_path / "spool").iterdir())
+    assert len(spooled) == 5 and all(name.endswith(".lp.gz") for name in spooled)
+    del first
+
+    influxdb.start()
+    second = make_writer(influxdb.url)
+    assert second.counters()["spool_files"] == 5
+    second.submit(order_points(6, 6))
+    assert second.flush(15)
+    assert_in_order(influxdb, 6)
+    assert second.counters()["points_written"] == sum(len(order_points(b, 6))
+                                                      for b in range(1, 7))
+    assert list((tmp_path / "spool").iterdir()) == []
+
+
+CRASHING_WRITER = """
+import sys, time
+from sitevis_collector.config import parse_config
+from sitevis_collector.delivery import InfluxWriter
+from sitevis_collector.lineproto import Point
+url, spool = sys.argv[1], sys.argv[2]
+cfg = parse_config({"site": "t", "influxdb": {"url": url, "database": "sitevis",
+                    "retry_initial": 0.05, "retry_max": 0.1}, "spool": {"dir": spool}})
+w = InfluxWriter(cfg.influxdb, cfg.spool)
+T0 = int(sys.argv[3])
+for batch in range(1, 5):
+    w.submit([Point("order", {"k": str(j)}, {"v": batch}, T0) for j in range(batch, 6)]
+             + [Point("m", {"batch": str(batch), "n": str(n)}, {"v": batch}, T0 + n)
+                for n in range(20)])
+    time.sleep(0.1)
+while w.counters()["spool_files"] < 4:
+    time.sleep(0.02)
+print("spooled", flush=True)
+time.sleep(60)
+"""
+
+
+def test_spool_replays_in_order_after_a_crash(influxdb: InfluxServer, make_writer,
+                                              tmp_path: Path):
+    influxdb.query(f"CREATE DATABASE {DB}")
+    influxdb.stop()
+    spool = tmp_path / "spool"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_WRITER, influxdb.url, str(spool), str(T0)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "spooled"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    influxdb.start()
+    writer = make_writer(influxdb.url)
+    writer.submit(order_points(5, 5))
+    assert writer.flush(15)
+    assert_in_order(influxdb, 5)
+
+
+def test_4xx_is_not_retried_and_is_counted(influxdb: InfluxServer, make_writer, caplog):
+    writer = make_writer(influxdb.url, db="does_not_exist")
+    with caplog.at_level(logging.ERROR, logger="sitevis_collector.delivery"):
+        writer.submit(interval_points(0, 10))
+        assert writer.flush(10)                  # done: nothing left to deliver
+        time.sleep(0.5)                          # ten backoff periods: no retry happens
+    c = writer.counters()
+    assert c["write_errors_4xx"] == 1 and c["retries"] == 0
+    assert c["points_rejected"] == 10 and c["points_written"] == 0
+    assert c["spool_files"] == 0
+    assert "database not found" in caplog.text
+
+
+def test_partial_write_counts_only_the_dropped_points(influxdb: InfluxServer, make_writer):
+    influxdb.query(f"CREATE DATABASE {DB}")
+    assert influxdb.write(DB, f"m,n=first v=1i {T0}") == 204
+    writer = make_writer(influxdb.url)
+    points = interval_points(1, 5)
+    points.append(Point("m", {"n": "conflict"}, {"v": 1.5}, T0))   # v is an integer field
+    writer.submit(points)
+    assert writer.flush(10)
+    writer.submit(interval_points(2, 5))       # the next interval is not held up
+    assert writer.flush(10)
+    c = writer.counters()
+    assert c["partial_writes"] == 1 and c["write_errors_4xx"] == 1 and c["retries"] == 0
+    assert c["points_rejected"] == 1
+    assert c["points_written"] == 10
+    assert count(influxdb) == 1 + 10
+
+
+def test_malformed_line_is_rejected_without_retry(influxdb: InfluxServer, make_writer):
+    influxdb.query(f"CREATE DATABASE {DB}")
+    writer = make_writer(influxdb.url)
+    writer.submit_lines([b"this is not line protocol\n"])
+    writer.submit(interval_points(0, 3))
+    assert writer.flush(10)
+    c = writer.counters()
+    assert c["write_errors_4xx"] == 1 and c["points_rejected"] == 1 and c["retries"] == 0
+    assert count(influxdb) == 3
+
+
+def test_full_spool_drops_the_oldest_and_counts_them(influxdb: InfluxServer, make_writer,
+                                                     tmp_path: Path):
+    influxdb.query(f"CREATE DATABASE {DB}")
+    influxdb.stop()
+    spool_max = 12_000
+    writer = make_writer(influxdb.url, spool_max=spool_max)
+
+    def noisy(batch: int) -> list[Point]:
+        # ~2.7 kB of incompressible text per batch, so a few batches fill the spool.
+        blob = base64.b64encode(os.urandom(2000)).decode()
+        return [Point("m", {"batch": str(batch)}, {"v": batch, "blob": blob}, T0 + batch)]
+
+    batches = 12
+    for batch in range(batches):
+        writer.submit(noisy(batch))
+        assert writer.counters()["spool_bytes"] <= spool_max
+    assert writer.flush(0.2) is False
+    c = writer.counters()
+    dropped = c["points_dropped"]
+    assert 0 < dropped < batches
+    assert c["spool_files"] == batches - dropped
+    assert c["spool_bytes"] <= spool_max
+
+    influxdb.start()
+    assert writer.flush(15)
+    kept = sorted(r["v"] for r in influxdb.rows("SELECT v FROM m", db=DB))
+    # The newest survive, the oldest went: exactly those counted as dropped.
+    assert kept == list(range(dropped, batches))
+
+
+def test_auth_right_credentials_write_and_wrong_ones_count_as_4xx(
+        influxdb_auth: InfluxServer, make_writer, tmp_path: Path, caplog):
+    admin = ("admin", "pw-admin")
+    influxdb_auth.query("CREATE USER admin WITH PASSWORD 'pw-admin' WITH ALL PRIVILEGES")
+    influxdb_auth.query(f"CREATE DATABASE {DB}", auth=admin)
+    influxdb_auth.query("CREATE USER collector WITH PASSWORD 'c0ll=ctor pw'", auth=admin)
+    influxdb_auth.query(f'GRANT WRITE ON "{DB}" TO collector', auth=admin)
+
+    good = make_writer(influxdb_auth.url, username="collector", password="c0ll=ctor pw",
+                       spool_dir=tmp_path / "good")
+    good.submit(interval_points(0, 10))
+    assert good.flush(10)
+    assert good.counters()["points_written"] == 10
+
+    with caplog.at_level(logging.DEBUG, logger="sitevis_collector"):
+        bad = make_writer(influxdb_auth.url, username="collector", password="wr0ng-secret",
+                          spool_dir=tmp_path / "bad")
+        bad.submit(interval_points(1, 10))
+        assert bad.flush(10)
+        time.sleep(0.3)
+    c = bad.counters()
+    assert c["write_errors_4xx"] == 1 and c["points_rejected"] == 10 and c["retries"] == 0
+    assert "401" in caplog.text
+    assert "wr0ng-secret" not in caplog.text
+    assert base64.b64encode(b"collector:wr0ng-secret").decode() not in caplog.text
+
+    rows = influxdb_auth.query("SELECT COUNT(v) FROM m", db=DB, auth=admin)
+    assert rows["results"][0]["series"][0]["values"][0][1] == 10
+
+
+def test_split_batches_stay_under_the_limit_and_keep_every_line():
+    lines = encode_lines(interval_points(0, 500))
+    limit = 2048
+    batches = split_batches(lines, limit)
+    assert len(batches) > 1
+    assert all(len(body) <= limit for body, _ in batches)
+    assert all(body.count(b"\n") == n for body, n in batches)
+    assert b"".join(body for body, _ in batches) == b"".join(lines)
+    # A line longer than the limit goes alone, uncut.
+    huge = b"x" * 5000 + b"\n"
+    assert split_batches([b"a\n", huge, b"b\n"], limit) == [(b"a\n", 1), (huge, 1), (b"b\n", 1)]
+
+
+def test_writer_sends_batches_under_the_limit(influxdb: InfluxServer, make_writer):
+    influxdb.query(f"CREATE DATABASE {DB}")
+    limit = 4096
+    writer = make_writer(influxdb.url, batch_max_bytes=limit)
+    points = interval_points(0, 1000)
+    writer.submit(points)
+    assert writer.flush(15)
+    expected = split_batches(encode_lines(points), limit)
+    assert writer.counters()["batches_written"] == len(expected) > 5
+    assert count(influxdb) == 1000
+
+
+def test_spool_files_hold_the_gzip_body_as_sent(influxdb: InfluxServer, make_writer,
+                                                tmp_path: Path):
+    influxdb.stop()
+    writer = make_writer(influxdb.url)
+    points = interval_points(3, 7)
+    writer.submit(points)
+    assert writer.flush(0.2) is False
+    [spooled] = list((tmp_path / "spool").iterdir())
+    assert spooled.name.endswith("-7.lp.gz")
+    assert gzip.decompress(spooled.read_bytes()) == b"".join(encode_lines(points))
