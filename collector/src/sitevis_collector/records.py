@@ -66,3 +66,7 @@ class DrainResult:
     ringbuf_lost: int = 0
     overflow_events: int = 0
     truncated: int = 0
+    # Samples the in-kernel rate limit dropped (a loss like ringbuf_lost).
+    samples_rate_limited: int = 0
+    # Packets neither the totals nor the overflow table could take (should be 0).
+    unaccounted: int = 0

@@ -1,0 +1,162 @@
+"""Attach the program to TC clsact ingress/egress, coexisting with anyone else's filters.
+
+Ours are recognised by (priority, handle, name prefix) together, so a foreign filter
+is never touched even if it happens to share one of them.
+"""
+
+from __future__ import annotations
+
+import errno
+from contextlib import suppress
+
+from sitevis_collector.kernel import (
+    FlowProgram,
+    InterfaceGoneError,
+    KernelError,
+    NoPrivilegesError,
+    UnsupportedError,
+)
+from sitevis_collector.records import EGRESS, INGRESS
+
+# Low priority number: we run before most filters, so a packet another filter
+# drops or redirects at ingress is still seen. Handle and name mark it as ours.
+TC_PRIORITY = 3
+TC_HANDLE = 0x5156  # "SV"
+NAME_PREFIX = "sitevis"
+PARENTS = {INGRESS: 0xFFFFFFF2, EGRESS: 0xFFFFFFF3}
+_CLSACT_HANDLE = 0xFFFF0000
+
+
+def _ipr(netns: str | None):
+    from pyroute2 import IPRoute, NetNS
+
+    return NetNS(netns) if netns else IPRoute()
+
+
+def _netlink_error(exc: Exception, ifindex: int, what: str) -> KernelError:
+    code = getattr(exc, "code", None)
+    if code in (errno.EPERM, errno.EACCES):
+        return NoPrivilegesError(f"{what} on ifindex {ifindex} needs CAP_NET_ADMIN")
+    if code in (errno.ENODEV, errno.ENOENT) and what != "deleting a filter":
+        return InterfaceGoneError(f"interface {ifindex} vanished while {what}")
+    if code in (errno.EOPNOTSUPP, errno.ENOTSUP):
+        return UnsupportedError(f"the kernel lacks clsact/cls_bpf ({what} on ifindex {ifindex})")
+    return KernelError(f"{what} on ifindex {ifindex} failed: {exc}")
+
+
+class TcHooks:
+    """Our filters on the clsact hooks of interfaces in one network namespace.
+
+    netns: a named namespace (tests); None = the current one.
+    """
+
+    def __init__(self, program: FlowProgram, netns: str | None = None) -> None:
+        if program.hook != "tc":
+            raise KernelError("TcHooks needs a program compiled for the tc hook")
+        self.program = program
+        self._ipr = _ipr(netns)
+        self._created_qdisc: set[int] = set()
+        self.attached: dict[int, tuple[str, ...]] = {}
+
+    # --- queries -------------------------------------------------------------
+
+    def _filters(self, ifindex: int, direction: str) -> list:
+        try:
+            return list(self._ipr.get_filters(index=ifindex, parent=PARENTS[direction]))
+        except Exception as exc:
+            if getattr(exc, "code", None) == errno.EINVAL:
+                return []  # no clsact qdisc: no filters
+            raise _netlink_error(exc, ifindex, "listing filters") from exc
+
+    @staticmethod
+    def _is_ours(msg) -> bool:
+        if msg.get_attr("TCA_KIND") != "bpf" or msg["handle"] != TC_HANDLE:
+            return False
+        if (msg["info"] >> 16) != TC_PRIORITY:
+            return False
+        options = msg.get_attr("TCA_OPTIONS")
+        name = options.get_attr("TCA_BPF_NAME") if options else None
+        return bool(name) and name.startswith(NAME_PREFIX)
+
+    @staticmethod
+    def _is_filter(msg) -> bool:
+        # A dump also lists one header entry per priority (no handle): skip those.
+        return msg["handle"] != 0
+
+    def has_clsact(self, ifindex: int) -> bool:
+        qdiscs = self._ipr.get_qdiscs(index=ifindex)
+        return any(q.get_attr("TCA_KIND") == "clsact" for q in qdiscs)
+
+    def our_filters(self, ifindex: int) -> list[str]:
+        """Directions on which one of our filters is present."""
+        return [d for d in (INGRESS, EGRESS)
+                if any(self._is_ours(m) for m in self._filters(ifindex, d))]
+
+    # --- changes -------------------------------------------------------------
+
+    def attach(self, ifindex: int, directions: tuple[str, ...] = (INGRESS, EGRESS)) -> None:
+        """Add our filter on each direction (replacing a stale one of ours)."""
+        if not self.has_clsact(ifindex):
+            try:
+                self._ipr.tc("add", "clsact", ifindex)
+                self._created_qdisc.add(ifindex)
+            except Exception as exc:
+                if getattr(exc, "code", None) != errno.EEXIST:  # raced with someone
+                    raise _netlink_error(exc, ifindex, "adding the clsact qdisc") from exc
+        for direction in directions:
+            clash = [m for m in self._filters(ifindex, direction)
+                     if m["handle"] == TC_HANDLE and (m["info"] >> 16) == TC_PRIORITY
+                     and not self._is_ours(m)]
+            if clash:  # replacing it would silently remove someone else's filter
+                raise KernelError(f"a foreign TC filter on ifindex {ifindex} {direction} "
+                                  f"uses our priority {TC_PRIORITY} and handle {TC_HANDLE:#x}")
+            try:
+                self._ipr.tc("replace-filter", "bpf", ifindex, TC_HANDLE,
+                             fd=self.program.function_fd(direction),
+                             name=f"{NAME_PREFIX}_{direction}", parent=PARENTS[direction],
+                             prio=TC_PRIORITY, classid=1, direct_action=True)
+            except Exception as exc:
+                raise _netlink_error(exc, ifindex, f"adding the {direction} filter") from exc
+        self.attached[ifindex] = tuple(directions)
+
+    def _delete(self, ifindex: int, direction: str) -> bool:
+        try:
+            self._ipr.tc("del-filter", "bpf", ifindex, TC_HANDLE,
+                         parent=PARENTS[direction], prio=TC_PRIORITY)
+        except Exception as exc:
+            if getattr(exc, "code", None) in (errno.ENOENT, errno.ENODEV, errno.EINVAL):
+                return False  # already gone (or the interface is)
+            raise _netlink_error(exc, ifindex, "deleting a filter") from exc
+        return True
+
+    def detach(self, ifindex: int) -> None:
+        """Remove our filters; remove clsact only if we created it and it is now empty."""
+        for direction in (INGRESS, EGRESS):
+            if any(self._is_ours(m) for m in self._filters(ifindex, direction)):
+                self._delete(ifindex, direction)
+        self.attached.pop(ifindex, None)
+        if ifindex in self._created_qdisc:
+            self._created_qdisc.discard(ifindex)
+            left = [m for d in (INGRESS, EGRESS) for m in self._filters(ifindex, d)
+                    if self._is_filter(m)]
+            if not left:
+                with suppress(Exception):  # interface gone: its qdisc went with it
+                    self._ipr.tc("del", "clsact", ifindex)
+
+    def remove_stale(self, ifindex: int) -> int:
+        """Delete filters of ours left by an earlier run (e.g. SIGKILLed); return how many."""
+        removed = 0
+        for direction in (INGRESS, EGRESS):
+            if ifindex in self.attached and direction in self.attached[ifindex]:
+                continue  # ours from this run
+            if any(self._is_ours(m) for m in self._filters(ifindex, direction)):
+                removed += self._delete(ifindex, direction)
+        return removed
+
+    def detach_all(self) -> None:
+        for ifindex in list(self.attached):
+            with suppress(InterfaceGoneError):
+                self.detach(ifindex)
+
+    def close(self) -> None:
+        self._ipr.close()

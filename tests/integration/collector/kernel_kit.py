@@ -1,0 +1,115 @@
+"""Helpers for the kernel-side tests: observed veth ends, raw frame sending, counters."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sitevis_collector.drain import Drainer
+from sitevis_collector.kernel import FlowProgram, KernelSettings, hooks_for
+from sitevis_collector.records import DrainResult
+
+from tests.harness.netns import Host, HostPair
+
+_RAW_SENDER = """
+import json, socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((sys.argv[1], 0))
+for frame, count in json.load(sys.stdin):
+    data = bytes.fromhex(frame)
+    for _ in range(count):
+        s.send(data)
+"""
+
+TRAFGEN_CONF = """{{
+  eth(da=02:00:00:00:00:02, sa=02:00:00:00:00:01),
+  ipv4(saddr={src}, daddr={dst}, ttl=64),
+  udp(sp=dinc({sport}, {sport_last}), dp={dport}),
+  fill(0x41, 22)
+}}
+"""
+TRAFGEN_FRAME_BYTES = 14 + 20 + 8 + 22
+
+
+def ifindex(host: Host) -> int:
+    return int(host.exec("cat", f"/sys/class/net/{host.ifname}/ifindex").stdout)
+
+
+def iface_stat(host: Host, name: str) -> int:
+    return int(host.exec("cat", f"/sys/class/net/{host.ifname}/statistics/{name}").stdout)
+
+
+def quiet(pair: HostPair) -> None:
+    """No traffic of the kernel's own: IPv6 off (no ND/MLD), static neighbours (no ARP)."""
+    macs = {}
+    for host in (pair.left, pair.right):
+        host.exec("sysctl", "-qw", f"net.ipv6.conf.{host.ifname}.disable_ipv6=1")
+        macs[host.netns] = host.exec("cat", f"/sys/class/net/{host.ifname}/address").stdout.strip()
+    for host, peer in ((pair.left, pair.right), (pair.right, pair.left)):
+        host.exec("ip", "neigh", "replace", peer.ip, "lladdr", macs[peer.netns],
+                  "dev", host.ifname, "nud", "permanent")
+
+
+def send_frames(host: Host, frames: list[tuple[bytes, int]]) -> None:
+    """Send each frame `count` times from a raw AF_PACKET socket inside host's netns."""
+    payload = json.dumps([[f.hex(), n] for f, n in frames])
+    subprocess.run(["ip", "netns", "exec", host.netns, sys.executable, "-c", _RAW_SENDER,
+                    host.ifname], input=payload, text=True, check=True, timeout=60)
+
+
+def trafgen(host: Host, tmp: Path, count: int, *, src: str, dst: str, sport: int,
+            flows: int, dport: int) -> None:
+    """trafgen (AF_PACKET TX_RING, through the qdisc layer with -q) from host."""
+    conf = tmp / "trafgen.cfg"
+    conf.write_text(TRAFGEN_CONF.format(src=src, dst=dst, sport=sport,
+                                        sport_last=sport + flows - 1, dport=dport))
+    host.exec("trafgen", "-q", "--dev", host.ifname, "--conf", str(conf), "-n", str(count),
+              "--cpus", "1", "--no-sock-mem", timeout=120)
+
+
+@dataclass
+class Side:
+    """One veth end with our program attached."""
+
+    host: Host
+    program: FlowProgram
+    hooks: object
+    drainer: Drainer
+    ifindex: int
+
+    def drain(self) -> DrainResult:
+        return self.drainer.drain({self.ifindex: self.host.ifname})
+
+
+@contextmanager
+def observed(host: Host, settings: KernelSettings | None = None,
+             program: FlowProgram | None = None) -> Iterator[Side]:
+    """Attach (a fresh or the given) program to host's veth; detach and close after."""
+    own = program is None
+    program = program or FlowProgram(settings or KernelSettings())
+    hooks = hooks_for(program, host.netns)
+    idx = ifindex(host)
+    try:
+        hooks.attach(idx, program.directions)
+        side = Side(host, program, hooks, Drainer(program), idx)
+        yield side
+    finally:
+        hooks.detach_all()
+        hooks.close()
+        if own:
+            program.close()
+
+
+def settle(seconds: float = 0.15) -> None:
+    """Let veth backlog processing finish (frames cross in softirq context)."""
+    time.sleep(seconds)
+
+
+def tc_filters(host: Host, direction: str) -> str:
+    return host.exec("tc", "filter", "show", "dev", host.ifname, direction).stdout
