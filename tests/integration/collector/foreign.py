@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes as ct
 
 from tests.harness.netns import Host
@@ -63,10 +64,8 @@ class ForeignFilter:
                    for m in self.ns.get_filters(index=self.ifindex, parent=self.parent))
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # the namespace may be gone already
             self.ns.tc("del-filter", "bpf", self.ifindex, FOREIGN_HANDLE, parent=self.parent,
                        prio=FOREIGN_PRIO)
-        except Exception:
-            pass  # the namespace may be gone already
         self.ns.close()
         self.bpf.cleanup()
