@@ -66,6 +66,9 @@ class WriterClosed(RuntimeError):
 class InfluxWriter:
     """Bounded queue + background sender + disk spool for one InfluxDB database.
 
+    The constructor opens the spool (raising spool.SpoolUnusable with a one-line message
+    when it cannot) and starts the sender thread.
+
     The agent loop calls submit() once per interval, flush(timeout) on SIGTERM and
     close(timeout) before exiting; counters() feeds the self-metrics.
     """

@@ -22,6 +22,10 @@ _NAME = re.compile(r"^(\d{16})-(\d+)\.lp\.gz$")
 _TMP_SUFFIX = ".tmp"
 
 
+class SpoolUnusable(Exception):
+    """The spool directory cannot be created or read; the message is one line."""
+
+
 @dataclass(eq=False, slots=True)
 class Batch:
     """One request body. In memory (`data`), on disk (`path`), or both while in flight."""
@@ -40,8 +44,12 @@ class Spool:
         self.max_bytes = max_bytes
         self.items: deque[Batch] = deque()
         self.bytes = 0
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._next_seq = self._load()
+        try:
+            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._next_seq = self._load()
+        except OSError as err:
+            raise SpoolUnusable(f"spool directory {str(self.dir)!r}: {err.strerror or err}"
+                                ) from None
 
     def _load(self) -> int:
         found: list[tuple[int, Batch]] = []

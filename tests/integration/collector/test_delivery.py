@@ -6,6 +6,7 @@ import base64
 import gzip
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,8 +18,9 @@ import pytest
 from sitevis_collector.config import parse_config
 from sitevis_collector.delivery import InfluxWriter, split_batches
 from sitevis_collector.lineproto import Point, encode_lines
+from sitevis_collector.spool import SpoolUnusable
 
-from tests.harness.influx import InfluxServer
+from tests.harness.influx import InfluxServer, find_influxd
 
 DB = "sitevis"
 T0 = 1_800_000_000_000_000_000
@@ -322,3 +324,89 @@ def test_spool_files_hold_the_gzip_body_as_sent(influxdb: InfluxServer, make_wri
     [spooled] = list((tmp_path / "spool").iterdir())
     assert spooled.name.endswith("-7.lp.gz")
     assert gzip.decompress(spooled.read_bytes()) == b"".join(encode_lines(points))
+
+
+def test_memory_queue_is_bounded_and_overflow_keeps_order(influxdb: InfluxServer, make_writer):
+    influxdb.query(f"CREATE DATABASE {DB}")
+    queue_max = 2048
+    writer = make_writer(influxdb.url, batch_max_bytes=1024, queue_max_bytes=queue_max)
+    last = 20
+    for batch in range(1, last + 1):
+        # Several requests per submit: more than the queue holds, the rest goes to disk.
+        writer.submit(order_points(batch, last) + interval_points(batch, 60, "bulk"))
+        assert writer.counters()["queue_bytes"] <= queue_max
+    assert writer.flush(20)
+    assert_in_order(influxdb, last)
+    assert count(influxdb, "bulk") == 60 * last
+    assert writer.counters()["points_dropped"] == 0
+
+
+class TLSInfluxServer(InfluxServer):
+    """The harness's influxd, serving HTTPS with a given certificate."""
+
+    def __init__(self, binary: str, cert: Path, key: Path) -> None:
+        self._tls = (cert, key)
+        super().__init__(binary)
+        self.url = self.url.replace("http://", "https://")
+
+    def _write_config(self) -> None:
+        super()._write_config()
+        cert, key = self._tls
+        with self.config.open("a") as conf:     # [http] is the last section
+            conf.write(f'  https-enabled = true\n  https-certificate = "{cert}"\n'
+                       f'  https-private-key = "{key}"\n')
+
+
+@pytest.fixture
+def influxdb_tls(tmp_path: Path, monkeypatch) -> Iterator[tuple[InfluxServer, Path]]:
+    """influxd over HTTPS with a self-signed certificate for 127.0.0.1; yields (server, ca)."""
+    binary = find_influxd()
+    if binary is None:
+        pytest.skip("influxd not installed (Debian package influxdb)")
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed (needed to make a test certificate)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    server = TLSInfluxServer(binary, cert, key)
+    # The harness's own requests (ping, query) trust the test certificate this way;
+    # the writers under test get it (or not) through their config only.
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    try:
+        server.start()
+        server.query(f"CREATE DATABASE {DB}")
+        yield server, cert
+    finally:
+        server.cleanup()
+
+
+def test_tls_with_ca_file_and_with_verification_off(influxdb_tls, make_writer, tmp_path,
+                                                    monkeypatch):
+    server, ca = influxdb_tls
+    trusted = make_writer(server.url, tls={"ca_file": str(ca)}, spool_dir=tmp_path / "a")
+    insecure = make_writer(server.url, tls={"insecure_skip_verify": True},
+                           spool_dir=tmp_path / "b")
+    trusted.submit(interval_points(0, 5))
+    insecure.submit(interval_points(1, 5))
+    assert trusted.flush(10) and insecure.flush(10)
+    assert count(server) == 10
+
+    # Neither a CA file nor verification off: the certificate is refused (and retried).
+    with monkeypatch.context() as env:
+        env.delenv("SSL_CERT_FILE")
+        untrusted = make_writer(server.url, spool_dir=tmp_path / "c")
+        untrusted.submit(interval_points(2, 5))
+        assert untrusted.flush(0.5) is False
+    c = untrusted.counters()
+    assert c["write_errors_conn"] >= 1 and c["points_written"] == 0 and c["spool_files"] == 1
+    assert count(server) == 10
+
+
+def test_unusable_spool_directory_is_one_clear_error(make_writer, tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(SpoolUnusable) as info:
+        make_writer("http://127.0.0.1:1", spool_dir=blocker / "spool")
+    assert str(info.value) == f"spool directory {str(blocker / 'spool')!r}: Not a directory"
