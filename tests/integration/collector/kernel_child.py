@@ -1,0 +1,21 @@
+"""A collector stand-in that attaches our program in a netns and waits to be killed."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from sitevis_collector.kernel import FlowProgram, KernelSettings, hooks_for
+
+
+def main() -> None:
+    netns, ifindex, hook = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    program = FlowProgram(KernelSettings(hook=hook, table_size=64))
+    hooks = hooks_for(program, netns)
+    hooks.attach(ifindex, program.directions)
+    print("attached", flush=True)
+    time.sleep(600)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Coexistence on the TC/XDP hooks: foreign filters, stale filters after SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sitevis_collector.kernel import FlowProgram, KernelError, KernelSettings, hooks_for
+from sitevis_collector.records import INGRESS
+from sitevis_collector.tc import TC_HANDLE, TC_PRIORITY
+
+from tests.harness.netns import Host, HostPair
+from tests.integration.collector import frames as f
+from tests.integration.collector.foreign import ForeignFilter
+from tests.integration.collector.kernel_kit import (
+    ifindex,
+    observed,
+    quiet,
+    send_frames,
+    settle,
+    tc_filters,
+)
+
+FRAME = f.eth(0x0800, f.ipv4("198.18.250.1", "198.18.250.2", 17, f.udp(1000, 2000)))
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def quiet_pair(bcc_ready, host_pair: HostPair) -> Iterator[HostPair]:
+    quiet(host_pair)
+    yield host_pair
+
+
+def _has_clsact(host: Host) -> bool:
+    return "clsact" in host.exec("tc", "qdisc", "show", "dev", host.ifname).stdout
+
+
+def test_foreign_filter_keeps_counting_with_ours_and_after_we_leave(quiet_pair: HostPair):
+    right = quiet_pair.right
+    foreign = ForeignFilter(right, ifindex(right), "ingress")  # it created clsact
+    try:
+        with observed(right) as ours:
+            ours.drain()
+            send_frames(quiet_pair.left, [(FRAME, 40)])
+            settle()
+            assert ours.drain().totals[("veth0", INGRESS)].packets == 40
+            assert foreign.count == 40
+            assert "sitevis_ingress" in tc_filters(right, "ingress")
+        # Ours is gone, theirs and their clsact stay and keep counting.
+        assert "sitevis" not in tc_filters(right, "ingress") + tc_filters(right, "egress")
+        assert foreign.present() and _has_clsact(right)
+        send_frames(quiet_pair.left, [(FRAME, 7)])
+        settle()
+        assert foreign.count == 47
+    finally:
+        foreign.close()
+
+
+def test_clsact_we_created_goes_with_us_unless_someone_else_uses_it(quiet_pair: HostPair):
+    right = quiet_pair.right
+    assert not _has_clsact(right)
+    with observed(right):  # alone: the clsact we created leaves with us
+        assert _has_clsact(right)
+    assert not _has_clsact(right)
+    with observed(right):
+        foreign = ForeignFilter(right, ifindex(right), "egress")  # joins our clsact
+    try:
+        assert _has_clsact(right) and foreign.present()
+        right.exec("python3", "-c", "import socket; s = socket.socket(2, 2); "
+                   f"[s.sendto(b'x', ('{quiet_pair.left.ip}', 9)) for _ in range(5)]")
+        settle()
+        assert foreign.count == 5
+    finally:
+        foreign.close()
+
+
+def test_remove_stale_after_sigkill_leaves_foreign_filters(quiet_pair: HostPair):
+    right = quiet_pair.right
+    idx = ifindex(right)
+    foreign = ForeignFilter(right, idx, "ingress")
+    child = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("kernel_child.py")), right.netns,
+         str(idx), "tc"], stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert child.stdout.readline().strip() == "attached"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    try:
+        # The kernel keeps a killed process's filters: they are stale now.
+        assert "sitevis_ingress" in tc_filters(right, "ingress")
+        assert "sitevis_egress" in tc_filters(right, "egress")
+        program = FlowProgram(KernelSettings(table_size=64))
+        hooks = hooks_for(program, right.netns)
+        try:
+            assert hooks.remove_stale(idx) == 2
+            assert hooks.remove_stale(idx) == 0
+        finally:
+            hooks.close()
+            program.close()
+        assert "sitevis" not in tc_filters(right, "ingress") + tc_filters(right, "egress")
+        assert foreign.present()
+        send_frames(quiet_pair.left, [(FRAME, 9)])
+        settle()
+        assert foreign.count == 9
+    finally:
+        foreign.close()
+
+
+def test_attach_refuses_to_replace_a_foreign_filter_on_our_priority_and_handle(
+        quiet_pair: HostPair):
+    from bcc import BPF
+    from pyroute2 import NetNS
+
+    right = quiet_pair.right
+    idx = ifindex(right)
+    other = BPF(text=b"int other(struct __sk_buff *skb) { return -1; }")
+    fn = other.load_func(b"other", BPF.SCHED_CLS)
+    with NetNS(right.netns) as ns:
+        ns.tc("add", "clsact", idx)
+        ns.tc("add-filter", "bpf", idx, TC_HANDLE, fd=fn.fd, name="someone_else",
+              parent=0xFFFFFFF2, prio=TC_PRIORITY, classid=1, direct_action=True)
+    program = FlowProgram(KernelSettings(table_size=64))
+    hooks = hooks_for(program, right.netns)
+    try:
+        with pytest.raises(KernelError, match="foreign TC filter"):
+            hooks.attach(idx)
+        assert hooks.remove_stale(idx) == 0
+        assert "someone_else" in tc_filters(right, "ingress")
+    finally:
+        hooks.close()
+        program.close()
+        other.cleanup()
+
+
+def test_xdp_stale_program_removed_after_sigkill(quiet_pair: HostPair):
+    right = quiet_pair.right
+    idx = ifindex(right)
+    child = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("kernel_child.py")), right.netns,
+         str(idx), "xdp"], stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert child.stdout.readline().strip() == "attached"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert "prog/xdp" in right.exec("ip", "link", "show", right.ifname).stdout
+    program = FlowProgram(KernelSettings(hook="xdp", table_size=64))
+    hooks = hooks_for(program, right.netns)
+    try:
+        assert hooks.remove_stale(idx) == 1
+        assert "prog/xdp" not in right.exec("ip", "link", "show", right.ifname).stdout
+        assert hooks.remove_stale(idx) == 0
+    finally:
+        hooks.close()
+    with observed(right, program=program) as ours:
+        ours.drain()
+        send_frames(quiet_pair.left, [(FRAME, 11)])
+        settle()
+        assert ours.drain().totals[("veth0", INGRESS)].packets == 11
+    assert "prog/xdp" not in right.exec("ip", "link", "show", right.ifname).stdout
+    program.close()
