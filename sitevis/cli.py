@@ -1,0 +1,67 @@
+"""The `sitevis` command: roll the site out, verify it, look at it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from rich.console import Console
+
+from sitevis import __version__
+from sitevis.paths import ProjectNotFound, project_dir
+from sitevis.progress import Progress, print_summary
+from sitevis.runner import run_playbook
+
+
+def _playbook_command(args: argparse.Namespace, playbook: str, title: str) -> int:
+    console = Console(stderr=args.json)
+    project = project_dir()
+    started = time.monotonic()
+    with Progress(console, title) as progress:
+        result = run_playbook(
+            project, playbook, inventory=args.inventory, limit=args.limit,
+            tags=getattr(args, "tags", None), check=getattr(args, "check", False),
+            listener=progress.update,
+        )
+    print_summary(console, result, time.monotonic() - started)
+    if args.json:
+        print(result.to_json())
+    return 0 if result.succeeded else 2
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    return _playbook_command(args, "site.yml", "rollout" + (" (check)" if args.check else ""))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sitevis", description="sitevis site controller")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    rollout = sub.add_parser("rollout", help="provision every box and the monitor (site.yml)")
+    rollout.add_argument("-i", "--inventory", help="inventory (default: ansible.cfg's, "
+                         "inventory/local = this machine)")
+    rollout.add_argument("--limit", help="only these hosts or groups")
+    rollout.add_argument("--tags", help="only tasks with these tags")
+    rollout.add_argument("--check", action="store_true", help="dry run: change nothing")
+    rollout.add_argument("--json", action="store_true",
+                         help="print a machine-readable result on stdout (display on stderr)")
+    rollout.set_defaults(func=cmd_rollout)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ProjectNotFound as err:
+        print(f"sitevis: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("sitevis: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""The controller's ansible-runner wrapper, on real ansible-playbook runs."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from sitevis.paths import project_dir
+from sitevis.runner import run_playbook
+
+REPO = Path(__file__).parents[3]
+SECRET = "s3cr3t-Pa55-do-not-print"
+LOCAL = "localhost ansible_connection=local ansible_python_interpreter=/usr/bin/python3\n"
+
+
+@pytest.fixture
+def runner_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "runner"
+    monkeypatch.setenv("SITEVIS_RUNNER_DIR", str(path))
+    return path
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def play(tasks: str, hosts: str = "all") -> str:
+    return f"- hosts: {hosts}\n  gather_facts: false\n  tasks:\n{tasks}"
+
+
+def test_project_dir_is_the_repository():
+    assert project_dir() == REPO
+
+
+def test_ok_and_changed_tasks_are_counted_per_host(tmp_path: Path, runner_dir: Path):
+    playbook = write(tmp_path, "ok.yml", play(
+        "    - name: Something that changes\n"
+        "      ansible.builtin.command: 'true'\n"
+        "      changed_when: true\n"
+        "    - name: Something that does not\n"
+        "      ansible.builtin.command: 'true'\n"
+        "      changed_when: false\n"))
+    inventory = write(tmp_path, "hosts", LOCAL)
+    result = run_playbook(REPO, str(playbook), inventory=str(inventory))
+    assert result.succeeded and result.status == "successful"
+    host = result.hosts["localhost"]
+    assert (host.ok, host.changed, host.failed, host.status) == (2, 1, 0, "changed")
+    assert Path(result.artifact_dir).is_relative_to(runner_dir)
+
+
+def test_a_failing_task_fails_the_run_and_names_the_cause(tmp_path: Path, runner_dir: Path):
+    playbook = write(tmp_path, "fail.yml", play(
+        "    - name: Refuse\n"
+        "      ansible.builtin.fail:\n"
+        "        msg: the box is on fire\n"))
+    inventory = write(tmp_path, "hosts", LOCAL)
+    result = run_playbook(REPO, str(playbook), inventory=str(inventory))
+    assert not result.succeeded
+    host = result.hosts["localhost"]
+    assert host.status == "failed"
+    assert host.messages == ["Refuse: the box is on fire"]
+
+
+def test_an_unreachable_host_is_reported(tmp_path: Path, runner_dir: Path):
+    # A closed port on loopback: ssh is refused at once, no traffic leaves this machine.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    playbook = write(tmp_path, "ping.yml", play(
+        "    - name: Ping\n      ansible.builtin.ping:\n"))
+    inventory = write(tmp_path, "hosts",
+                      LOCAL + f"ghost ansible_host=127.0.0.1 ansible_port={closed_port} "
+                      "ansible_connection=ssh ansible_ssh_timeout=5\n")
+    result = run_playbook(REPO, str(playbook), inventory=str(inventory))
+    assert not result.succeeded
+    assert result.hosts["ghost"].status == "unreachable"
+    assert result.hosts["localhost"].status == "ok"
+
+
+def test_check_mode_changes_nothing(tmp_path: Path, runner_dir: Path):
+    target = tmp_path / "made-by-ansible"
+    playbook = write(tmp_path, "touch.yml", play(
+        "    - name: Create a file\n"
+        "      ansible.builtin.copy:\n"
+        f"        dest: {target}\n"
+        "        content: hello\n"
+        "        mode: '0644'\n"))
+    inventory = write(tmp_path, "hosts", LOCAL)
+    result = run_playbook(REPO, str(playbook), inventory=str(inventory), check=True)
+    assert result.succeeded
+    assert result.hosts["localhost"].changed == 1
+    assert not target.exists()
+
+
+def test_secrets_never_reach_artifacts_or_output(tmp_path: Path, runner_dir: Path):
+    # (ansible-core 2.19 prints the msg of a failed fail/assert even under no_log: roles
+    # must never template a secret into those messages.)
+    playbook = write(tmp_path, "secret.yml", play(
+        "    - name: Use a secret\n"
+        "      ansible.builtin.command: echo {{ secret }}\n"
+        "      changed_when: false\n"
+        "      no_log: true\n"
+        "    - name: Fail with the secret\n"
+        "      ansible.builtin.shell: echo {{ secret }}; exit 3\n"
+        "      changed_when: false\n"
+        "      no_log: true\n"))
+    inventory = write(tmp_path, "hosts", LOCAL)
+    result = run_playbook(REPO, str(playbook), inventory=str(inventory),
+                          extravars={"secret": SECRET})
+    assert not result.succeeded
+    assert result.hosts["localhost"].messages == ["Fail with the secret: output hidden (no_log)"]
+    assert SECRET not in result.to_json()
+    files = [p for p in runner_dir.rglob("*") if p.is_file()]
+    assert any(p.name == "stdout" for p in files)
+    assert [p for p in files if SECRET in p.read_text(errors="replace")] == []
+
+
+def test_a_broken_playbook_reports_ansibles_error(tmp_path: Path, runner_dir: Path):
+    playbook = write(tmp_path, "broken.yml", "- hosts: all\n  tasks: [this is not a task\n")
+    inventory = write(tmp_path, "hosts", LOCAL)
+    result = run_playbook(REPO, str(playbook), inventory=str(inventory))
+    assert not result.succeeded
+    assert result.hosts["(none)"].messages and result.hosts["(none)"].messages[0]
+
+
+def sitevis(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(REPO / ".venv" / "bin" / "sitevis"), *args],
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.root
+def test_sitevis_rollout_json_on_this_machine_is_idempotent(tmp_path: Path, runner_dir: Path):
+    import os
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the rollout installs packages")
+    first = sitevis("rollout", "--json")
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = sitevis("rollout", "--json")
+    assert second.returncode == 0, second.stderr[-3000:]
+    result = json.loads(second.stdout)
+    assert result["succeeded"] is True
+    assert {h["changed"] for h in result["hosts"].values()} == {0}
+    assert "localhost" in result["hosts"]
+    assert "localhost" in second.stderr  # the summary table goes to stderr with --json
+
+
+def test_sitevis_rollout_exits_nonzero_for_a_failing_host(tmp_path: Path, runner_dir: Path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    inventory = write(tmp_path, "hosts",
+                      "[boxes]\n"
+                      f"ghost ansible_host=127.0.0.1 ansible_port={closed_port} "
+                      "ansible_connection=ssh ansible_ssh_timeout=5\n")
+    proc = sitevis("rollout", "-i", str(inventory), "--json")
+    assert proc.returncode == 2
+    assert json.loads(proc.stdout)["hosts"]["ghost"]["status"] == "unreachable"
