@@ -42,7 +42,8 @@ class ForeignFilter:
     """A BCC program of the test's own on one hook of host's interface."""
 
     def __init__(self, host: Host, ifindex: int, direction: str, func: str = "foreign_count",
-                 vlan_id: int = 100) -> None:
+                 vlan_id: int = 100, prio: int = FOREIGN_PRIO,
+                 handle: int = FOREIGN_HANDLE) -> None:
         from bcc import BPF
         from pyroute2 import NetNS
 
@@ -50,22 +51,23 @@ class ForeignFilter:
         fn = self.bpf.load_func(func.encode(), BPF.SCHED_CLS)
         self.ns = NetNS(host.netns)
         self.ifindex, self.parent = ifindex, PARENT[direction]
+        self.prio, self.handle = prio, handle
         if not any(q.get_attr("TCA_KIND") == "clsact" for q in self.ns.get_qdiscs(ifindex)):
             self.ns.tc("add", "clsact", ifindex)
-        self.ns.tc("add-filter", "bpf", ifindex, FOREIGN_HANDLE, fd=fn.fd, name="foreign",
-                   parent=self.parent, prio=FOREIGN_PRIO, classid=1, direct_action=True)
+        self.ns.tc("add-filter", "bpf", ifindex, handle, fd=fn.fd, name="foreign",
+                   parent=self.parent, prio=prio, classid=1, direct_action=True)
 
     @property
     def count(self) -> int:
         return self.bpf[b"seen"][ct.c_int(0)].value
 
     def present(self) -> bool:
-        return any(m["handle"] == FOREIGN_HANDLE
+        return any(m["handle"] == self.handle
                    for m in self.ns.get_filters(index=self.ifindex, parent=self.parent))
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # the namespace may be gone already
-            self.ns.tc("del-filter", "bpf", self.ifindex, FOREIGN_HANDLE, parent=self.parent,
-                       prio=FOREIGN_PRIO)
+            self.ns.tc("del-filter", "bpf", self.ifindex, self.handle, parent=self.parent,
+                       prio=self.prio)
         self.ns.close()
         self.bpf.cleanup()

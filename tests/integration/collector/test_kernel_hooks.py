@@ -40,25 +40,28 @@ def _has_clsact(host: Host) -> bool:
     return "clsact" in host.exec("tc", "qdisc", "show", "dev", host.ifname).stdout
 
 
-def test_foreign_filter_keeps_counting_with_ours_and_after_we_leave(quiet_pair: HostPair):
+def test_foreign_filters_before_and_after_ours_keep_counting(quiet_pair: HostPair):
+    """Ours returns TC_ACT_UNSPEC: a filter after it still sees every packet."""
     right = quiet_pair.right
-    foreign = ForeignFilter(right, ifindex(right), "ingress")  # it created clsact
+    before = ForeignFilter(right, ifindex(right), "ingress")  # it created clsact
+    after = ForeignFilter(right, ifindex(right), "ingress", prio=TC_PRIORITY + 6, handle=8)
     try:
         with observed(right) as ours:
             ours.drain()
             send_frames(quiet_pair.left, [(FRAME, 40)])
             settle()
             assert ours.drain().totals[("veth0", INGRESS)].packets == 40
-            assert foreign.count == 40
+            assert (before.count, after.count) == (40, 40)
             assert "sitevis_ingress" in tc_filters(right, "ingress")
         # Ours is gone, theirs and their clsact stay and keep counting.
         assert "sitevis" not in tc_filters(right, "ingress") + tc_filters(right, "egress")
-        assert foreign.present() and _has_clsact(right)
+        assert before.present() and after.present() and _has_clsact(right)
         send_frames(quiet_pair.left, [(FRAME, 7)])
         settle()
-        assert foreign.count == 47
+        assert (before.count, after.count) == (47, 47)
     finally:
-        foreign.close()
+        before.close()
+        after.close()
 
 
 def test_clsact_we_created_goes_with_us_unless_someone_else_uses_it(quiet_pair: HostPair):

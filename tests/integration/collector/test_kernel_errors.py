@@ -1,0 +1,48 @@
+"""Errors a user can cause on the kernel side: one clear line, a specific class."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sitevis_collector.kernel import CompileError, FlowProgram, KernelError, KernelSettings
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_missing_source_is_a_compile_error(tmp_path: Path):
+    with pytest.raises(CompileError, match=r"sitevis\.c not found") as info:
+        FlowProgram(bpf_dir=tmp_path)
+    assert "\n" not in str(info.value)
+
+
+def test_broken_source_is_a_one_line_compile_error(bcc_ready, tmp_path: Path):
+    (tmp_path / "sitevis.c").write_text("int sitevis_ingress(struct __sk_buff *skb) { oops }\n")
+    with pytest.raises(CompileError, match=r"compiling .* failed") as info:
+        FlowProgram(bpf_dir=tmp_path)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("settings, complaint", [
+    (KernelSettings(table_size=0), "table_size"),
+    (KernelSettings(ringbuf_pages=3), "power of two"),
+    (KernelSettings(hook="tcx"), "hook"),
+])
+def test_bad_settings_are_refused_before_compiling(settings, complaint):
+    with pytest.raises(KernelError, match=complaint):
+        FlowProgram(settings)
+
+
+def test_without_capabilities_a_clear_privileges_error(bcc_ready):
+    """Root without capabilities (empty bounding set), as a badly written unit would run."""
+    code = ("from sitevis_collector.kernel import FlowProgram, NoPrivilegesError\n"
+            "try:\n    FlowProgram()\nexcept NoPrivilegesError as e:\n    print('ERR', e)\n")
+    out = subprocess.run(["setpriv", "--bounding-set=-all", "--inh-caps=-all",
+                          sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("ERR ") and "CAP_BPF" in out.stdout
+    assert out.stdout.count("\n") == 1
