@@ -123,7 +123,7 @@ def test_nonlinear_trafgen_frames_get_their_own_keys_and_drains_lose_nothing(
         quiet_pair: HostPair, tmp_path: Path):
     """trafgen (TX_RING: only the Ethernet header is linear) while we drain repeatedly."""
     left, right = quiet_pair.left, quiet_pair.right
-    count, flows = 60000, 200
+    count, flows = 60000, 5000  # more flows than one batch (4096) of the drain
     with observed(left) as lside, observed(right) as rside:
         lside.drain(), rside.drain()
         tx0 = iface_stat(left, "tx_packets")
