@@ -12,7 +12,10 @@
 //   SAMPLE_COST_NS    1e9 / per-CPU sample rate limit (token bucket refill)
 //   SAMPLE_BURST      token bucket depth in samples
 //   RINGBUF_PAGES     ring buffer size in pages (power of two)
-//   PERCPU_FLOWS      1 = per-CPU flow table, 0 = shared table with atomic adds
+//   PERCPU_FLOWS      1 = per-CPU flow table, 0 = shared table with atomic adds.
+//                     Default 0: measured on 2 vCPUs (trafgen, 1000 flows, TC egress,
+//                     bpf_stats) shared 289-315 ns/packet vs per-CPU 295-312, i.e. the
+//                     same; shared needs 1/ncpus of the memory and of the drain copy.
 //   SITEVIS_XDP       defined = build the XDP ingress entry point instead of TC
 #include <uapi/linux/bpf.h>
 #include <uapi/linux/if_ether.h>

@@ -170,3 +170,27 @@ def test_xdp_stale_program_removed_after_sigkill(quiet_pair: HostPair):
         assert ours.drain().totals[("veth0", INGRESS)].packets == 11
     assert "prog/xdp" not in right.exec("ip", "link", "show", right.ifname).stdout
     program.close()
+
+
+def test_forget_drops_a_detached_interfaces_cumulative_counters(quiet_pair: HostPair):
+    right = quiet_pair.right
+    idx = ifindex(right)
+    program = FlowProgram(KernelSettings(table_size=64))
+    try:
+        with observed(right, program=program) as ours:
+            ours.drain()
+            send_frames(quiet_pair.left, [(FRAME, 5)])
+            settle()
+        # Detached: the final packets are still reported once, then forgotten.
+        ours.drainer.forget(idx)
+        last = ours.drain()
+        assert last.totals[("veth0", INGRESS)].packets == 5
+        assert [k for k in program.bpf[b"totals"] if k.ifindex == idx] == []
+        assert ours.drain().totals == {}
+        with observed(right, program=program) as again:
+            again.drainer = ours.drainer  # the same collector run, attached anew
+            send_frames(quiet_pair.left, [(FRAME, 3)])
+            settle()
+            assert again.drain().totals[("veth0", INGRESS)].packets == 3
+    finally:
+        program.close()
