@@ -53,37 +53,30 @@ def service_name(key: FlowKey, port_bound: int) -> str:
     return key.proto
 
 
-@dataclass(slots=True)
-class _Row:
-    packets: int = 0
-    bytes: int = 0
-    flows: int = 0
-    tcp_flags: int = 0
-
-    def add(self, c: FlowCounters, flows: int) -> None:
-        self.packets += c.packets
-        self.bytes += c.bytes
-        self.flows += flows
-        self.tcp_flags |= c.tcp_flags
-
-    def merge(self, other: _Row) -> None:
-        self.packets += other.packets
-        self.bytes += other.bytes
-        self.flows += other.flows
-        self.tcp_flags |= other.tcp_flags
-
-
-# (proto, src, dst, service) within one (iface, dir)
+# (proto, src, dst, service) within one (iface, dir) -> [packets, bytes, flows, tcp_flags].
+# Plain lists: at 100k flows per interval a dataclass per row costs measurably more.
 _RowKey = tuple[str, str, str, str]
+_Row = list[int]
+P, B, F, T = range(4)
 
 
 def _flow_rows(result: DrainResult, port_bound: int
                ) -> dict[tuple[str, str], dict[_RowKey, _Row]]:
     groups: dict[tuple[str, str], dict[_RowKey, _Row]] = {}
-    for key, counters in result.flows.items():
-        rows = groups.setdefault((key.ifname, key.direction), {})
+    for key, c in result.flows.items():
+        group = (key.ifname, key.direction)
+        rows = groups.get(group)
+        if rows is None:
+            rows = groups[group] = {}
         row_key = (key.proto, key.src, key.dst, service_name(key, port_bound))
-        rows.setdefault(row_key, _Row()).add(counters, 1)
+        row = rows.get(row_key)
+        if row is None:
+            rows[row_key] = [c.packets, c.bytes, 1, c.tcp_flags]
+        else:
+            row[P] += c.packets
+            row[B] += c.bytes
+            row[F] += 1
+            row[T] |= c.tcp_flags
     return groups
 
 
@@ -92,29 +85,34 @@ def _top_n(rows: dict[_RowKey, _Row], n: int) -> dict[_RowKey, _Row]:
     if len(rows) <= n:
         return rows
     # Ties broken by packets, then by the key, so the cut is deterministic.
-    ranked = sorted(rows.items(), key=lambda kv: (-kv[1].bytes, -kv[1].packets, kv[0]))
+    ranked = sorted(rows.items(), key=lambda kv: (-kv[1][B], -kv[1][P], kv[0]))
     kept = dict(ranked[:n])
-    rest = _Row()
+    rest = [0, 0, 0, 0]
     for _, row in ranked[n:]:
-        rest.merge(row)
+        rest[P] += row[P]
+        rest[B] += row[B]
+        rest[F] += row[F]
+        rest[T] |= row[T]
     kept[(OTHER, OTHER, OTHER, OTHER)] = rest
     return kept
 
 
 def flow_points(result: DrainResult, cfg: Config, end_ns: int) -> list[Point]:
-    base = {"site": cfg.site, "box": cfg.box}
+    site, box = cfg.site, cfg.box
+    base = {"site": site, "box": box}
     groups = _flow_rows(result, cfg.service_port_bound)
     points: list[Point] = []
     for (ifname, direction), rows in sorted(groups.items()):
-        for (proto, src, dst, service), row in sorted(_top_n(rows, cfg.top_n).items()):
-            points.append(Point(
-                FLOW,
-                {**base, "iface": ifname, "dir": direction, "proto": proto,
-                 "src": src, "dst": dst, "service": service},
-                {"packets": row.packets, "bytes": row.bytes, "flows": row.flows,
-                 "tcp_flags": row.tcp_flags},
-                end_ns,
-            ))
+        # Row order within a group does not matter to InfluxDB; not sorting saves time.
+        points.extend([
+            Point(FLOW,
+                  {"site": site, "box": box, "iface": ifname, "dir": direction,
+                   "proto": proto, "src": src, "dst": dst, "service": service},
+                  {"packets": packets, "bytes": nbytes, "flows": flows, "tcp_flags": flags},
+                  end_ns)
+            for (proto, src, dst, service), (packets, nbytes, flows, flags)
+            in _top_n(rows, cfg.top_n).items()
+        ])
     # Packets that found the flow table full: known only by protocol. Never folded, so
     # flow totals stay equal to iface totals.
     for (ifname, direction, proto), c in sorted(result.overflow.items()):

@@ -116,7 +116,8 @@ class InfluxWriter:
         """Queue already encoded, newline-terminated lines."""
         batches: list[Batch] = []
         for body, points in split_batches(lines, self._cfg.batch_max_bytes):
-            data = gzip.compress(body, compresslevel=6, mtime=0)
+            # Level 1: a third of level 6's CPU for ~25 % more bytes (measured on flow lines).
+            data = gzip.compress(body, compresslevel=1, mtime=0)
             batches.append(Batch(points=points, size=len(data), data=data))
         with self._cond:
             if self._closed:

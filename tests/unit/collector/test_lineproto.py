@@ -64,3 +64,12 @@ def test_unwritable_points_raise(point, message):
 def test_int64_bounds_are_accepted():
     assert line(fields={"a": (1 << 63) - 1, "b": -(1 << 63)}) == (
         "m a=9223372036854775807i,b=-9223372036854775808i 7")
+
+
+def test_points_of_one_measurement_with_different_keys_each_encode_their_own():
+    # The per-shape cache must not leak one point's keys into another's line.
+    assert line({"b": "1", "a": "2"}) == "m,a=2,b=1 v=1i 7"
+    assert line({"a": "2", "b": "1"}) == "m,a=2,b=1 v=1i 7"
+    assert line({"a": "2", "c": "3"}) == "m,a=2,c=3 v=1i 7"
+    assert line({"a": "2"}, {"w": 1.0, "v": "s"}) == 'm,a=2 w=1.0,v="s" 7'
+    assert line({"a": "2"}, {"w": 3, "v": True}) == "m,a=2 w=3i,v=true 7"
