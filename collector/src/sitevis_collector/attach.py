@@ -187,6 +187,8 @@ class AttachManager:
             return
         self._stopping.set()
         os.write(self._wake_w, b"x")
+        if threading.current_thread() is self._thread:
+            return  # called from a callback: the loop ends when the callback returns
         self._join(timeout)
 
     def detach_all(self) -> None:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import http.client
 import os
 import platform
+import ssl
 import sys
 import tempfile
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -332,21 +333,34 @@ def _tc_failure(err: Exception) -> str:
 
 # -- InfluxDB --------------------------------------------------------------------
 
-def check_influxdb(url: str, timeout: float = 3.0) -> CheckResult:
+def check_influxdb(url: str, timeout: float = 3.0,
+                   context: ssl.SSLContext | None = None) -> CheckResult:
+    """GET <url>/ping must answer 204. Direct connection, like delivery (no proxy)."""
     name = "InfluxDB"
     ping = url.rstrip("/") + "/ping"
+    fix = "start InfluxDB or fix influxdb.url in the config"
     try:
-        with urllib.request.urlopen(ping, timeout=timeout) as response:
-            status = response.status
-    except urllib.error.HTTPError as err:
-        status = err.code
-    except urllib.error.URLError as err:
-        reason = getattr(err.reason, "strerror", None) or str(err.reason)
-        return CheckResult(name, FAIL, f"{ping} unreachable ({reason}): start InfluxDB or "
-                           "fix influxdb.url in the config")
-    except (OSError, ValueError) as err:  # timeouts, malformed URLs
-        return CheckResult(name, FAIL, f"{ping} unreachable ({_first_line(str(err)) or 'timed out'}"
-                           "): start InfluxDB or fix influxdb.url in the config")
+        parts = urllib.parse.urlsplit(ping)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return CheckResult(name, FAIL, f"{url!r} is not an http(s)://host[:port] URL: "
+                               "fix influxdb.url in the config")
+        conn: http.client.HTTPConnection
+        if parts.scheme == "https":
+            conn = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout,
+                                               context=context)
+        else:
+            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+        try:
+            conn.request("GET", parts.path)
+            status = conn.getresponse().status
+        finally:
+            conn.close()
+    except TimeoutError:
+        return CheckResult(name, FAIL, f"{ping} unreachable (no answer within {timeout:g}s): "
+                           f"{fix}")
+    except (OSError, ValueError, http.client.HTTPException) as err:
+        reason = getattr(err, "strerror", None) or _first_line(str(err)) or type(err).__name__
+        return CheckResult(name, FAIL, f"{ping} unreachable ({reason}): {fix}")
     if status != 204:
         return CheckResult(name, FAIL, f"{ping} answered HTTP {status}, not 204: is this "
                            "InfluxDB? fix influxdb.url in the config")

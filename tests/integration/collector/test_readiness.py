@@ -78,6 +78,15 @@ def test_influxdb_check_on_a_closed_port_is_one_clear_line() -> None:
                              "or fix influxdb.url in the config")
 
 
+@pytest.mark.parametrize("url", ["127.0.0.1:8086", "http://[::1", "ftp://127.0.0.1:1"])
+def test_influxdb_check_on_a_malformed_url_is_one_clear_line(url: str) -> None:
+    result = readiness.check_influxdb(url, timeout=1)
+    assert result.status == FAIL and "fix influxdb.url" in result.detail
+    one_line(result.detail)
+    if not url.startswith("http://["):
+        assert "is not an http(s)://host[:port] URL" in result.detail
+
+
 def test_influxdb_check_gives_up_after_its_timeout() -> None:
     # Accepts connections (kernel backlog) but never answers.
     with socket.socket() as silent:
@@ -87,7 +96,7 @@ def test_influxdb_check_gives_up_after_its_timeout() -> None:
         began = time.monotonic()
         result = readiness.check_influxdb(url, timeout=0.5)
         elapsed = time.monotonic() - began
-    assert result.status == FAIL and "timed out" in result.detail
+    assert result.status == FAIL and "no answer within 0.5s" in result.detail
     one_line(result.detail)
     assert elapsed < 2.0
 
