@@ -35,7 +35,7 @@ from sitevis_collector.spool import Batch, Spool
 
 log = logging.getLogger(__name__)
 
-OK, RETRY, REJECTED = "ok", "retry", "rejected"
+OK, RETRY, REJECTED, LOST = "ok", "retry", "rejected", "lost"
 _DROPPED = re.compile(r"dropped=(\d+)")
 
 
@@ -181,13 +181,17 @@ class InfluxWriter:
 
     def _to_spool(self, batch: Batch) -> None:
         try:
-            dropped = self._spool.append(batch, keep=self._inflight)
+            dropped = self._spool.append(batch)
         except OSError as err:
             self._counters["points_dropped"] += batch.points
             log.error("spool %s: cannot write, dropping %d points: %s",
                       self._spool.dir, batch.points, err)
             return
         for victim in dropped:
+            if victim is self._inflight:
+                # Being sent right now: its outcome decides whether it counts as dropped.
+                victim.dropped = True
+                continue
             self._counters["points_dropped"] += victim.points
             log.warning("spool %s is full (%d bytes): dropped the oldest %d points",
                         self._spool.dir, self._spool.max_bytes, victim.points)
@@ -212,7 +216,7 @@ class InfluxWriter:
     # --- sender thread ----------------------------------------------------------------
 
     def _run(self) -> None:
-        attempt = 0
+        attempt = 0     # consecutive retryable failures
         while not self._stop.is_set():
             with self._cond:
                 batch = self._next()
@@ -226,33 +230,45 @@ class InfluxWriter:
             try:
                 if body is None:
                     body = self._spool.read(batch)
+            except OSError as err:      # vanished with a full spool, or unreadable
+                outcome, detail = LOST, f"spool read failed: {err}"
+            else:
                 outcome, detail = self._post(body)
-            except OSError as err:      # a spool file vanished or is unreadable
-                outcome, detail = REJECTED, f"spool read failed: {err}"
             with self._cond:
                 self._inflight = None
-                if outcome == RETRY:
-                    attempt += 1
-                    self._counters["retries"] += 1
-                    if not self._failing:
-                        log.warning("InfluxDB %s unavailable (%s); spooling to %s and "
-                                    "retrying", self._cfg.url, detail, self._spool.dir)
-                    self._failing = True
-                    self._spill()
-                else:
-                    if outcome == OK:
-                        self._counters["points_written"] += batch.points
-                        self._counters["batches_written"] += 1
-                        if self._failing:
-                            log.info("InfluxDB %s reachable again", self._cfg.url)
-                    else:
-                        self._reject(batch, detail)
-                    self._failing = False
-                    attempt = 0
-                    self._done(batch)
+                attempt = self._settle(batch, outcome, detail, attempt)
                 self._cond.notify_all()
             if outcome == RETRY:
                 self._stop.wait(self._backoff(attempt))
+
+    def _settle(self, batch: Batch, outcome: str, detail: str, attempt: int) -> int:
+        """Book one send's outcome (under the lock); returns the next retry attempt."""
+        if outcome == RETRY:
+            self._counters["retries"] += 1
+            if not self._failing:
+                log.warning("InfluxDB %s unavailable (%s); spooling to %s and retrying",
+                            self._cfg.url, detail, self._spool.dir)
+            self._failing = True
+            self._spill()
+            if batch.dropped:       # a full spool let go of it mid-flight: not retried
+                self._counters["points_dropped"] += batch.points
+            return attempt + 1
+        if outcome == LOST:
+            self._counters["points_dropped"] += batch.points
+            if not batch.dropped:
+                log.error("dropping %d spooled points: %s", batch.points, detail)
+            self._done(batch)
+            return attempt
+        if outcome == OK:
+            self._counters["points_written"] += batch.points
+            self._counters["batches_written"] += 1
+            if self._failing:
+                log.info("InfluxDB %s reachable again", self._cfg.url)
+        else:
+            self._reject(batch, detail)
+        self._failing = False
+        self._done(batch)
+        return 0
 
     def _backoff(self, attempt: int) -> float:
         """Exponential, capped, with 'equal jitter' so boxes of a site do not sync up."""

@@ -34,6 +34,7 @@ class Batch:
     size: int                    # compressed bytes
     data: bytes | None = None
     path: Path | None = None
+    dropped: bool = False        # dropped from a full spool while it was being sent
 
 
 class Spool:
@@ -75,20 +76,18 @@ class Spool:
     def head(self) -> Batch | None:
         return self.items[0] if self.items else None
 
-    def append(self, batch: Batch, keep: Batch | None = None) -> list[Batch]:
+    def append(self, batch: Batch) -> list[Batch]:
         """Store a batch at the end; returns what was dropped (oldest first) to make room.
 
-        `keep` (the batch in flight) is never dropped. A batch larger than the whole spool
-        is itself dropped. Raises OSError when the disk refuses the write.
+        A batch larger than the whole spool is itself dropped. Raises OSError when the
+        disk refuses the write.
         """
         assert batch.data is not None
         if batch.size > self.max_bytes:
             return [batch]
         dropped: list[Batch] = []
-        while self.bytes + batch.size > self.max_bytes:
-            victim = next((b for b in self.items if b is not keep), None)
-            if victim is None:
-                break
+        while self.items and self.bytes + batch.size > self.max_bytes:
+            victim = self.items[0]
             self.remove(victim)
             dropped.append(victim)
         seq = self._next_seq
