@@ -135,7 +135,9 @@ class InfluxWriter:
             self._cond.notify_all()
 
     def flush(self, timeout: float) -> bool:
-        """Wait up to timeout for everything to reach InfluxDB; True if it did.
+        """Wait up to timeout until nothing is left to send; True if so.
+
+        Points InfluxDB rejected (4xx) are done too: they are counted, never resent.
 
         Whatever is still only in memory afterwards is moved to the spool, so once this
         returns the caller may exit without losing anything submitted.
@@ -343,6 +345,12 @@ class InfluxWriter:
                 if fresh_tries and stale:
                     fresh_tries -= 1
                     continue
+                with self._cond:
+                    self._counters["write_errors_conn"] += 1
+                return RETRY, f"{type(err).__name__}: {err}"
+            except Exception as err:    # never let the sender thread die: retry instead
+                self._drop_connection()
+                log.exception("unexpected error writing to InfluxDB %s", self._cfg.url)
                 with self._cond:
                     self._counters["write_errors_conn"] += 1
                 return RETRY, f"{type(err).__name__}: {err}"
