@@ -114,8 +114,11 @@ def quiet_pair(bcc_ready, host_pair: HostPair) -> Iterator[HostPair]:
     yield host_pair
 
 
-def test_every_branch_counted_exactly_on_egress_and_ingress(quiet_pair: HostPair):
-    with observed(quiet_pair.left) as left, observed(quiet_pair.right) as right:
+@pytest.mark.parametrize("percpu", [False, True], ids=["shared_table", "percpu_table"])
+def test_every_branch_counted_exactly_on_egress_and_ingress(quiet_pair: HostPair, percpu: bool):
+    settings = KernelSettings(percpu_flows=percpu)
+    with observed(quiet_pair.left, settings) as left, \
+            observed(quiet_pair.right, settings) as right:
         left.drain(), right.drain()  # anything from before: not part of the test
         start = time.time_ns()
         _send_all(quiet_pair)
