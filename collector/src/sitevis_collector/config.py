@@ -352,8 +352,11 @@ def parse_config(data: Any, source: str = "<config>", base: Path | None = None) 
     if hook not in ("tc", "xdp"):
         raise top.error("hook", f"must be 'tc' or 'xdp', got {hook!r}")
     bpf_dir = _str(top, "bpf_dir")
-    if bpf_dir is not None and not Path(bpf_dir).is_dir():
-        raise top.error("bpf_dir", f"directory {bpf_dir!r} does not exist")
+    if bpf_dir is not None:
+        bpf_path = Path(bpf_dir) if Path(bpf_dir).is_absolute() else base / bpf_dir
+        if not bpf_path.is_dir():
+            raise top.error("bpf_dir", f"directory {str(bpf_path)!r} does not exist")
+        bpf_dir = str(bpf_path)
     if not top.has("influxdb"):
         raise top.error("influxdb", "is required")
     assert site is not None and box is not None and hook is not None

@@ -84,6 +84,14 @@ def test_password_file_is_read_at_load_without_trailing_newline(tmp_path):
     assert "s3cr" not in repr(cfg)
 
 
+def test_relative_paths_resolve_against_the_config_file(tmp_path):
+    (tmp_path / "bpf").mkdir()
+    (tmp_path / "ca.pem").write_text("x")
+    cfg = load_config(write(tmp_path, MINIMAL + "  tls: {ca_file: ca.pem}\nbpf_dir: bpf\n"))
+    assert cfg.bpf_dir == str(tmp_path / "bpf")
+    assert cfg.influxdb.tls.ca_file == str(tmp_path / "ca.pem")
+
+
 def test_xdp_defaults_to_ingress_only(tmp_path):
     cfg = load_config(write(tmp_path, MINIMAL + "hook: xdp\n"))
     assert cfg.directions == ("ingress",)
