@@ -106,6 +106,24 @@ def find_bpf_dir(bpf_dir: str | Path | None = None) -> Path:
     raise CompileError(f"BPF source {SOURCE_NAME} not found in {tried}")
 
 
+# Oldest kernels with what the program uses: the BPF ring buffer (5.8) for TC;
+# bpf_xdp_load_bytes / bpf_xdp_get_buff_len (5.18) for XDP.
+MIN_KERNEL = {"tc": (5, 8), "xdp": (5, 18)}
+
+
+def check_kernel_version(hook: str, release: str | None = None) -> None:
+    """Raise UnsupportedError when the running kernel is too old for the hook."""
+    release = release or os.uname().release
+    try:
+        version = tuple(int(part) for part in release.split("-")[0].split(".")[:2])
+    except ValueError:
+        return  # unknown scheme: let loading decide
+    need = MIN_KERNEL[hook]
+    if version < need:
+        raise UnsupportedError(f"kernel {release} is too old for the {hook} hook "
+                               f"(needs {need[0]}.{need[1]} or later)")
+
+
 def _effective_caps() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("CapEff:"):
@@ -131,6 +149,7 @@ class FlowProgram:
         self.settings = settings or KernelSettings()
         cflags = self.settings.cflags()
         source = find_bpf_dir(bpf_dir) / SOURCE_NAME
+        check_kernel_version(self.settings.hook)
         check_privileges()
         try:
             from bcc import BPF

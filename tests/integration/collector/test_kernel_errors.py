@@ -8,7 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from sitevis_collector.kernel import CompileError, FlowProgram, KernelError, KernelSettings
+from sitevis_collector.kernel import (
+    CompileError,
+    FlowProgram,
+    KernelError,
+    KernelSettings,
+    UnsupportedError,
+    check_kernel_version,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -46,3 +53,12 @@ def test_without_capabilities_a_clear_privileges_error(bcc_ready):
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("ERR ") and "CAP_BPF" in out.stdout
     assert out.stdout.count("\n") == 1
+
+
+def test_too_old_kernel_is_named_in_one_line():
+    with pytest.raises(UnsupportedError, match=r"kernel 5\.4\.0-1-amd64 is too old for the tc"):
+        check_kernel_version("tc", "5.4.0-1-amd64")
+    with pytest.raises(UnsupportedError, match="xdp"):
+        check_kernel_version("xdp", "5.15.0")
+    check_kernel_version("tc", "5.10.0-30-amd64")
+    check_kernel_version("xdp", os.uname().release)  # the test machine's own
