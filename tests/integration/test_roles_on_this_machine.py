@@ -21,7 +21,8 @@ PROBE = REPO / "roles" / "bcc" / "files" / "bcc_probe.py"
 
 
 def ansible_playbook(playbook: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ANSIBLE_STDOUT_CALLBACK": "json", "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
+    env = {**os.environ, "ANSIBLE_STDOUT_CALLBACK": "json",
+           "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
     return subprocess.run(
         [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,",
          "-e", "ansible_python_interpreter=/usr/bin/python3", str(playbook), *args],
