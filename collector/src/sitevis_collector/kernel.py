@@ -91,9 +91,13 @@ class KernelSettings:
 
 
 def _possible_cpus() -> int:
-    from bcc.utils import get_possible_cpus
-
-    return len(get_possible_cpus())
+    """Number of possible CPUs (per-CPU maps have one slot for each), e.g. "0-3,8-11"."""
+    text = Path("/sys/devices/system/cpu/possible").read_text().strip()
+    count = 0
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        count += int(last or first) - int(first) + 1
+    return count
 
 
 def find_bpf_dir(bpf_dir: str | Path | None = None) -> Path:
