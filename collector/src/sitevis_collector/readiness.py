@@ -122,12 +122,18 @@ def _cap_last() -> int:
 def check_privileges() -> CheckResult:
     name = "privileges"
     caps = effective_caps()
-    needed = NEEDED_CAPS if _cap_last() >= CAP_BPF else NEEDED_CAPS_PRE_5_8
-    missing = [CAP_NAMES[c] for c in needed if not caps >> c & 1]
+    has = lambda cap: bool(caps >> cap & 1)  # noqa: E731
+    if _cap_last() >= CAP_BPF:
+        # The kernel accepts CAP_SYS_ADMIN in place of CAP_BPF and of CAP_PERFMON.
+        missing = [CAP_NAMES[c] for c in NEEDED_CAPS
+                   if not has(c) and not (c != CAP_NET_ADMIN and has(CAP_SYS_ADMIN))]
+    else:
+        missing = [CAP_NAMES[c] for c in NEEDED_CAPS_PRE_5_8 if not has(c)]
     who = "root" if os.geteuid() == 0 else f"uid {os.geteuid()}"
     if missing:
         return CheckResult(name, FAIL, f"{who} lacks {', '.join(missing)}: {CAPS_FIX}")
-    return CheckResult(name, OK, f"{who} with {' '.join(CAP_NAMES[c] for c in needed)}")
+    held = " ".join(n for c, n in sorted(CAP_NAMES.items()) if has(c))
+    return CheckResult(name, OK, f"{who} with {held}")
 
 
 # -- bpf() syscall ---------------------------------------------------------------
@@ -157,19 +163,34 @@ def _read_stats() -> str:
 
 # -- kernel headers --------------------------------------------------------------
 
-def header_dirs(release: str | None = None) -> list[Path]:
-    tree = Path("/lib/modules") / (release or os.uname().release)
+MODULES = Path("/lib/modules")
+
+
+def header_dirs(release: str | None = None, modules: Path = MODULES) -> list[Path]:
+    tree = modules / (release or os.uname().release)
     return [tree / "build", tree / "source"]
 
 
-def check_kernel_headers(release: str | None = None) -> CheckResult:
+def check_kernel_headers(release: str | None = None, modules: Path = MODULES) -> CheckResult:
     name = "kernel headers"
     release = release or os.uname().release
-    dirs = header_dirs(release)
+    dirs = header_dirs(release, modules)
+    denied: list[str] = []
     # BCC needs include/linux/kconfig.h; on Debian it lives in the -common tree (source).
     for directory in dirs:
-        if (directory / "include/linux/kconfig.h").exists():
-            return CheckResult(name, OK, f"{directory} (include/linux/kconfig.h)")
+        try:
+            (directory / "include/linux/kconfig.h").stat()
+        except PermissionError:
+            denied.append(str(directory))
+            continue
+        except OSError:
+            continue
+        return CheckResult(name, OK, f"{directory} (include/linux/kconfig.h)")
+    if denied:
+        # Typically systemd's ProtectKernelModules=yes, which hides /usr/lib/modules.
+        return CheckResult(name, FAIL, f"kernel headers under {' and '.join(denied)} are not "
+                           "readable (permission denied): allow /usr/lib/modules, e.g. "
+                           "ProtectKernelModules=no in the service")
     return CheckResult(name, FAIL, f"no kernel headers for {release}: include/linux/kconfig.h "
                        f"is in neither {dirs[0]} nor {dirs[1]}; install "
                        f"linux-headers-{release} or run the kernel_headers role")
@@ -291,11 +312,18 @@ def check_tc_attach(ifname: str | None = None) -> CheckResult:
                                                           err, stderr()))
     try:
         where = _attach_somewhere(ifname, fd)
+    except _NoScratchNamespace as err:
+        return CheckResult(name, SKIP, f"not verified: no throw-away network namespace ({err}); "
+                           "loading was checked")
     except Exception as err:
         return CheckResult(name, FAIL, _tc_failure(err))
     finally:
         bpf.cleanup()
     return CheckResult(name, OK, f"clsact + cls_bpf filter added and removed on {where}")
+
+
+class _NoScratchNamespace(Exception):
+    """Creating the temporary namespace was refused (e.g. systemd RestrictNamespaces=)."""
 
 
 def _attach_somewhere(ifname: str | None, fd: int) -> str:
@@ -309,7 +337,12 @@ def _attach_somewhere(ifname: str | None, fd: int) -> str:
             attach_probe(ipr, found[0], fd)
         return ifname
     ns_name = f"sitevis-check-{os.getpid()}"
-    ns = NetNS(ns_name)  # creates it
+    try:
+        ns = NetNS(ns_name)  # creates it
+    except Exception as err:
+        with contextlib.suppress(Exception):
+            netns.remove(ns_name)
+        raise _NoScratchNamespace(_first_line(str(err)) or type(err).__name__) from err
     try:
         ns.link("add", ifname="svcheck0", kind="veth", peer="svcheck1")
         index = ns.link_lookup(ifname="svcheck0")[0]
@@ -369,20 +402,31 @@ def check_influxdb(url: str, timeout: float = 3.0,
 
 # -- all -------------------------------------------------------------------------
 
+def _guarded(name: str, check: Callable[[], CheckResult]) -> CheckResult:
+    """A check that breaks unexpectedly still yields one line, never a traceback."""
+    try:
+        return check()
+    except Exception as err:
+        return CheckResult(name, FAIL, f"check failed unexpectedly: {type(err).__name__}: "
+                           f"{_first_line(str(err))}")
+
+
 def run_all(influxdb_url: str | None = None, timeout: float = 3.0) -> list[CheckResult]:
     """Every check, in dependency order; a check whose prerequisite failed is skipped."""
-    results = [check_privileges()]
+    results = [_guarded("privileges", check_privileges)]
     # Loading is tried even without privileges: its own error says what the kernel did.
-    prerequisites = [check_bpf_syscall(), check_kernel_headers(), check_bcc_importable()]
+    prerequisites = [_guarded("bpf syscall", check_bpf_syscall),
+                     _guarded("kernel headers", check_kernel_headers),
+                     _guarded("BCC", check_bcc_importable)]
     results += prerequisites
     if all(r.ok for r in prerequisites):
-        load = check_program_load()
+        load = _guarded("BPF program load", check_program_load)
         results.append(load)
-        results.append(check_tc_attach() if load.ok else
+        results.append(_guarded("TC clsact/cls_bpf", check_tc_attach) if load.ok else
                        CheckResult("TC clsact/cls_bpf", SKIP, "not tried: loading failed"))
     else:
         why = ", ".join(r.name for r in prerequisites if not r.ok)
         results.append(CheckResult("BPF program load", SKIP, f"not tried: {why} failed"))
     if influxdb_url is not None:
-        results.append(check_influxdb(influxdb_url, timeout))
+        results.append(_guarded("InfluxDB", lambda: check_influxdb(influxdb_url, timeout)))
     return results

@@ -135,6 +135,49 @@ def test_missing_kernel_headers_name_the_paths_and_the_fix() -> None:
     assert "kernel_headers role" in result.detail
 
 
+def test_unreadable_kernel_headers_are_told_apart_from_missing_ones(tmp_path: Path) -> None:
+    # What systemd's ProtectKernelModules=yes does to BCC: the headers exist, unreadable.
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop CAP_DAC_OVERRIDE with setpriv")
+    (tmp_path / "9.9.9/build/include/linux").mkdir(parents=True)
+    (tmp_path / "9.9.9/build/include/linux/kconfig.h").write_text("")
+    (tmp_path / "9.9.9").chmod(0o000)
+    code = ("from pathlib import Path; from sitevis_collector.readiness import "
+            f"check_kernel_headers as c; print(c('9.9.9', Path({str(tmp_path)!r})).line())")
+    try:
+        denied = subprocess.run(["setpriv", "--bounding-set=-all", "--inh-caps=-all",
+                                 sys.executable, "-c", code],
+                                capture_output=True, text=True, timeout=60)
+        readable = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    finally:
+        (tmp_path / "9.9.9").chmod(0o755)
+    assert denied.stdout.strip() == (
+        f"FAIL  kernel headers: kernel headers under {tmp_path}/9.9.9/build and "
+        f"{tmp_path}/9.9.9/source are not readable (permission denied): allow "
+        "/usr/lib/modules, e.g. ProtectKernelModules=no in the service"), denied.stderr
+    assert readable.stdout.startswith("OK    kernel headers:"), readable.stderr
+
+
+def test_cap_sys_admin_stands_in_for_bpf_and_perfmon(root_with_bcc) -> None:
+    results, _ = checks_in_child("-all,+sys_admin,+net_admin")
+    assert results["privileges"][0] == OK
+    assert results["BPF program load"][0] == OK
+
+
+def test_a_refused_scratch_namespace_skips_the_tc_check(root_with_bcc) -> None:
+    # @system-service has no mount(): creating the namespace fails as under systemd's
+    # RestrictNamespaces=; the check says it could not verify, it does not fail.
+    sandbox = [sys.executable, str(Path(__file__).with_name("unit_sandbox.py")),
+               "@system-service bpf", "--", sys.executable]
+    results, stderr = checks_in_child("-all,+sys_admin,+net_admin", python=sandbox)
+    status, detail = results["TC clsact/cls_bpf"]
+    assert status == SKIP and "no throw-away network namespace" in detail, detail
+    one_line(detail)
+    assert results["BPF program load"][0] == OK
+    assert "Traceback" not in stderr
+    assert not list(Path("/run/netns").glob("sitevis-check-*"))
+
+
 def test_without_bcc_the_check_says_which_package() -> None:
     # -S: no site-packages, so Debian's python3-bpfcc is out of reach.
     results, stderr = checks_in_child(None, python=["/usr/bin/python3", "-S"])
