@@ -323,8 +323,9 @@ class AttachManager:
         with self._lock:
             for msg in messages:
                 event = msg.get("event")
-                if event == "RTM_NEWLINK":
-                    self._settle(msg["index"], msg.get_attr("IFLA_IFNAME"))
+                name = msg.get_attr("IFLA_IFNAME")
+                if event == "RTM_NEWLINK" and name is not None:  # None would mean "gone"
+                    self._settle(msg["index"], name)
                 elif event == "RTM_DELLINK":
                     self._settle(msg["index"], None)
 
