@@ -167,7 +167,8 @@ class AttachManager:
                     self._settle(ifindex, ifname)
 
     def start(self) -> None:
-        """Subscribe to link events, reconcile once, then follow changes on a thread."""
+        """Subscribe to link events, reconcile once (before returning), then follow
+        changes on a thread."""
         if self._thread is not None:
             raise RuntimeError("AttachManager already started")
         self._stopping.clear()
@@ -275,9 +276,10 @@ class AttachManager:
             self._start_error = err
             self._ready.set()
             return
-        self._ready.set()
-        # Subscribed before this first reconcile, so no change falls between the two.
+        # Subscribed before this first reconcile, so no change falls between the two;
+        # start() returns once it is done, with the matching interfaces attached.
         next_full = self._next_reconcile(self._safe_reconcile())
+        self._ready.set()
         while not self._stopping.is_set():
             try:
                 if events is None:
