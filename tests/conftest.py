@@ -9,7 +9,14 @@ import pytest
 
 from tests.harness.bpf import bcc_unusable_reason
 from tests.harness.influx import InfluxServer, find_influxd
-from tests.harness.netns import HostPair, create_pair, destroy_pair
+from tests.harness.netns import (
+    HostLink,
+    HostPair,
+    create_link,
+    create_pair,
+    destroy_link,
+    destroy_pair,
+)
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -71,3 +78,14 @@ def host_pair() -> Iterator[HostPair]:
         yield pair
     finally:
         destroy_pair(pair)
+
+
+@pytest.fixture
+def host_link() -> Iterator[HostLink]:
+    """A veth from this namespace (name svh*, 198.18.x.1) to a test host in its own netns."""
+    _require_root()
+    link = create_link()
+    try:
+        yield link
+    finally:
+        destroy_link(link)

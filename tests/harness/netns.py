@@ -75,3 +75,41 @@ def create_pair() -> HostPair:
 def destroy_pair(pair: HostPair) -> None:
     for host in (pair.left, pair.right):
         run("ip", "netns", "del", host.netns, check=False)
+
+
+@dataclass(frozen=True)
+class HostLink:
+    """A veth between this (root) namespace and one test host: what a box's uplink is."""
+
+    ifname: str      # our end, in the root namespace
+    ip: str
+    peer: Host
+
+
+def create_link() -> HostLink:
+    """A veth from the root namespace to a fresh namespace, in a fresh /30."""
+    index = (next(_pair_counter) + os.getpid() * 64) % (1 << 15)
+    tag = f"{os.getpid() % 100000}x{index}"
+    local_ip, peer_ip = _subnet(index)
+    ifname = f"svh{tag}"
+    peer = Host(f"svP{tag}", "veth0", peer_ip)
+    run("ip", "netns", "add", peer.netns)
+    try:
+        run("ip", "link", "add", ifname, "type", "veth", "peer", "name", f"svp{tag}",
+            "netns", peer.netns)
+        run("ip", "addr", "add", f"{local_ip}/30", "dev", ifname)
+        run("ip", "link", "set", ifname, "up")
+        peer.exec("ip", "link", "set", f"svp{tag}", "name", peer.ifname)
+        peer.exec("ip", "addr", "add", f"{peer_ip}/30", "dev", peer.ifname)
+        peer.exec("ip", "link", "set", peer.ifname, "up")
+        peer.exec("ip", "link", "set", "lo", "up")
+    except BaseException:
+        destroy_link(HostLink(ifname, local_ip, peer))
+        raise
+    return HostLink(ifname, local_ip, peer)
+
+
+def destroy_link(link: HostLink) -> None:
+    # Deleting the namespace deletes its veth end, and with it ours.
+    run("ip", "netns", "del", link.peer.netns, check=False)
+    run("ip", "link", "del", link.ifname, check=False)

@@ -1,0 +1,156 @@
+"""The box agent: attach to matching interfaces, drain every interval, hand points on.
+
+    AttachManager (netlink) ──on_add/on_remove──▶ hooks (tc/xdp) + Drainer
+    every interval: Drainer.drain ─▶ aggregate (+ kernel counters, self-metrics) ─▶ sink
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from sitevis_collector.aggregate import CounterDeltas, aggregate
+from sitevis_collector.attach import AttachManager, Counters, read_counters
+from sitevis_collector.bpfstats import NsPerPacket
+from sitevis_collector.config import Config
+from sitevis_collector.drain import Drainer
+from sitevis_collector.kernel import (
+    FlowProgram,
+    InterfaceGoneError,
+    KernelError,
+    KernelSettings,
+    hooks_for,
+)
+from sitevis_collector.lineproto import Point
+from sitevis_collector.records import DrainResult
+
+log = logging.getLogger("sitevis_collector.agent")
+
+Sink = Callable[[list[Point]], None]
+StatsSource = Callable[[], dict[str, int]]
+
+
+def kernel_settings(cfg: Config) -> KernelSettings:
+    return KernelSettings(
+        table_size=cfg.flow_table_size,
+        sample_rate=cfg.sample_rate,
+        sample_limit=cfg.sample_rate_limit,
+        hook=cfg.hook,
+    )
+
+
+class Agent:
+    """Owns the loaded program, its hooks and the attach manager for one network namespace."""
+
+    def __init__(self, cfg: Config, reconcile_interval: float = 30.0) -> None:
+        self.cfg = cfg
+        self.program = FlowProgram(kernel_settings(cfg), bpf_dir=cfg.bpf_dir)
+        self.hooks = hooks_for(self.program)
+        self.drainer = Drainer(self.program)
+        self._lock = threading.Lock()            # names, baselines, drainer vs. attach thread
+        self._names: dict[int, str] = {}
+        self._kernel_prev: dict[int, Counters] = {}
+        self._ns_per_packet = NsPerPacket()
+        self.manager = AttachManager(
+            self._on_add, self._on_remove,
+            include=cfg.interfaces.include, exclude=cfg.interfaces.exclude,
+            reconcile_interval=reconcile_interval,
+        )
+
+    # -- attach callbacks (attach manager's thread) ------------------------------------
+
+    def _on_add(self, ifindex: int, ifname: str) -> None:
+        removed = self.hooks.remove_stale(ifindex)
+        if removed:
+            log.info("%s: removed %d stale filter(s) of an earlier run", ifname, removed)
+        baseline = read_counters().get(ifindex)
+        self.hooks.attach(ifindex, self.cfg.directions)
+        with self._lock:
+            self._names[ifindex] = ifname
+            if baseline is not None:
+                self._kernel_prev[ifindex] = baseline
+        log.info("attached to %s (ifindex %d)", ifname, ifindex)
+
+    def _on_remove(self, ifindex: int, ifname: str) -> None:
+        # A vanished interface took our filters with it.
+        with contextlib.suppress(InterfaceGoneError):
+            self.hooks.detach(ifindex)
+        with self._lock:
+            self.drainer.forget(ifindex)
+            self._kernel_prev.pop(ifindex, None)
+        log.info("detached from %s (ifindex %d)", ifname, ifindex)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.manager.start()
+
+    def close(self) -> None:
+        """Stop following links and remove every filter of ours."""
+        self.manager.stop()
+        self.manager.detach_all()
+        self.manager.close()
+        self.hooks.detach_all()
+        self.hooks.close()
+        self.program.close()
+
+    @property
+    def attached(self) -> dict[int, str]:
+        return self.manager.attached
+
+    # -- one interval ------------------------------------------------------------------
+
+    def _kernel_deltas(self) -> dict[tuple[str, str], tuple[int, int]]:
+        now = read_counters()
+        deltas: dict[tuple[str, str], tuple[int, int]] = {}
+        for ifindex, ifname in self._names.items():
+            current, prev = now.get(ifindex), self._kernel_prev.get(ifindex)
+            if current is None:
+                continue
+            if prev is not None:
+                for direction in self.cfg.directions:
+                    (p1, b1), (p0, b0) = current.direction(direction), prev.direction(direction)
+                    deltas[(ifname, direction)] = (p1 - p0, b1 - b0)
+            self._kernel_prev[ifindex] = current
+        return deltas
+
+    def drain(self) -> tuple[DrainResult, dict[tuple[str, str], tuple[int, int]]]:
+        with self._lock:
+            result = self.drainer.drain(dict(self._names))
+            kernel = self._kernel_deltas()
+        return result, kernel
+
+    def collect(self, stats: dict[str, int] | None = None) -> list[Point]:
+        """Drain now and return this interval's points, stamped with the interval's end."""
+        result, kernel = self.drain()
+        end_ns = time.time_ns()
+        fields: dict[str, int | float] = dict(stats or {})
+        fields["interfaces_attached"] = len(self.attached)
+        ns = self._ns_per_packet.sample(
+            self.program.function_fd(d) for d in self.program.directions)
+        if ns is not None:
+            fields["bpf_ns_per_packet"] = ns
+        return aggregate(result, self.cfg, end_ns, kernel=kernel, stats=fields)
+
+
+def run_loop(agent: Agent, sink: Sink, stop: threading.Event,
+             stats: StatsSource | None = None) -> int:
+    """Collect every cfg.interval until stop is set, then collect once more (the partial
+    interval) so nothing seen before SIGTERM is lost. Returns the number of intervals."""
+    deltas = CounterDeltas()
+    interval = agent.cfg.interval
+    next_at = time.monotonic() + interval
+    intervals = 0
+    while True:
+        stopping = stop.wait(max(0.0, next_at - time.monotonic()))
+        next_at += interval
+        try:
+            sink(agent.collect(deltas.update(stats()) if stats else None))
+            intervals += 1
+        except KernelError as err:
+            log.error("interval lost: %s", err)
+        if stopping:
+            return intervals

@@ -1,0 +1,198 @@
+"""sitevis-collector end to end: real BPF on a real veth, real influxd, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import yaml
+
+from tests.harness.influx import InfluxServer
+from tests.harness.netns import Host, HostLink
+
+REPO = Path(__file__).parents[3]
+COLLECTOR = REPO / ".venv" / "bin" / "sitevis-collector"
+PORT = 9999  # below the service bound (32768): the service is udp/9999
+PAYLOAD = 100
+# Ethernet 14 + IPv4 20 + UDP 8 + payload: the frame as on the wire without FCS.
+FRAME_BYTES = 14 + 20 + 8 + PAYLOAD
+SENDER = """
+import socket, sys
+dst, port, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(n):
+    s.sendto(b"x" * size, (dst, port))
+"""
+
+
+def send_udp(src: Host, dst_ip: str, count: int) -> None:
+    src.exec("python3", "-c", SENDER, dst_ip, str(PORT), str(count), str(PAYLOAD))
+
+
+def write_config(tmp_path: Path, link: HostLink, influx_url: str, **extra) -> Path:
+    cfg = {
+        "site": "lab",
+        "box": "box 1",
+        "interfaces": {"include": [link.ifname]},
+        "interval": 1,
+        "influxdb": {"url": influx_url, "database": "sitevis",
+                     "retry_initial": 0.2, "retry_max": 1},
+        "spool": {"dir": str(tmp_path / "spool"), "max_bytes": 10_000_000},
+        "sample_rate": 0,
+        **extra,
+    }
+    path = tmp_path / "collector.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def our_filters(ifname: str) -> list[str]:
+    """tc's lines for sitevis filters on both hooks of an interface."""
+    lines: list[str] = []
+    for hook in ("ingress", "egress"):
+        out = subprocess.run(["tc", "filter", "show", "dev", ifname, hook],
+                             capture_output=True, text=True).stdout
+        lines += [line for line in out.splitlines() if "sitevis" in line]
+    return lines
+
+
+def wait_attached(ifname: str, proc: subprocess.Popen, timeout: float = 60,
+                  replacing: list[str] | None = None) -> None:
+    """Until both hooks carry a sitevis filter (other than the `replacing` ones)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = our_filters(ifname)
+        if len(current) >= 2 and not set(current) & set(replacing or []):
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"collector exited early: {proc.communicate()}")
+        time.sleep(0.1)
+    raise AssertionError(f"collector did not attach to {ifname} in {timeout}s")
+
+
+def start(config: Path) -> subprocess.Popen:
+    return subprocess.Popen([str(COLLECTOR), "run", "-c", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> tuple[int, str]:
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err
+
+
+def flow_packets(influx: InfluxServer, link: HostLink) -> list[dict]:
+    return influx.rows(
+        "SELECT SUM(packets) AS packets, SUM(bytes) AS bytes FROM flow "
+        f"WHERE service = 'udp/{PORT}' AND dir = 'ingress' AND iface = '{link.ifname}' "
+        f"AND src = '{link.peer.ip}' AND dst = '{link.ip}'", db="sitevis")
+
+
+def test_run_ships_exact_counts_and_leaves_no_filter(
+        bcc_ready, host_link: HostLink, influxdb: InfluxServer, tmp_path: Path):
+    influxdb.query("CREATE DATABASE sitevis")
+    proc = start(write_config(tmp_path, host_link, influxdb.url))
+    wait_attached(host_link.ifname, proc)
+    send_udp(host_link.peer, host_link.ip, 500)
+    time.sleep(2.5)  # at least two intervals
+    send_udp(host_link.peer, host_link.ip, 250)
+    rc, err = stop(proc)   # the last 250 are in the partial interval SIGTERM flushes
+    assert rc == 0, err
+    rows = flow_packets(influxdb, host_link)
+    assert [(r["packets"], r["bytes"]) for r in rows] == [(750, 750 * FRAME_BYTES)]
+    tags = influxdb.rows("SHOW TAG VALUES FROM flow WITH KEY = box", db="sitevis")
+    assert [t["value"] for t in tags] == ["box 1"]
+    iface = influxdb.rows(
+        f"SELECT SUM(packets) AS p FROM iface WHERE iface = '{host_link.ifname}' "
+        "AND dir = 'ingress'", db="sitevis")
+    assert iface[0]["p"] >= 750
+    health = influxdb.rows("SELECT COUNT(flows_exported) AS n FROM sitevis_collector",
+                           db="sitevis")
+    assert health[0]["n"] >= 2
+    assert our_filters(host_link.ifname) == []
+
+
+def test_killed_collector_leaves_stale_filters_that_the_next_run_replaces(
+        bcc_ready, host_link: HostLink, influxdb: InfluxServer, tmp_path: Path):
+    influxdb.query("CREATE DATABASE sitevis")
+    config = write_config(tmp_path, host_link, influxdb.url)
+    first = start(config)
+    wait_attached(host_link.ifname, first)
+    first.kill()
+    first.communicate(timeout=30)
+    stale = our_filters(host_link.ifname)
+    assert len(stale) == 2  # left behind by SIGKILL (each line names its program id)
+
+    second = start(config)
+    wait_attached(host_link.ifname, second, replacing=stale)
+    assert len(our_filters(host_link.ifname)) == 2  # replaced, not doubled
+    send_udp(host_link.peer, host_link.ip, 100)
+    rc, err = stop(second)
+    assert rc == 0, err
+    assert [r["packets"] for r in flow_packets(influxdb, host_link)] == [100]
+    assert our_filters(host_link.ifname) == []
+
+
+def test_once_prints_one_interval_of_line_protocol(bcc_ready, host_link: HostLink,
+                                                   tmp_path: Path):
+    config = write_config(tmp_path, host_link, "http://127.0.0.1:9", interval=3)
+    proc = subprocess.Popen([str(COLLECTOR), "once", "-c", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_attached(host_link.ifname, proc)
+    send_udp(host_link.peer, host_link.ip, 42)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    flows = [line for line in out.splitlines()
+             if line.startswith("flow,") and f"service=udp/{PORT}" in line
+             and "dir=ingress" in line]
+    assert len(flows) == 1
+    assert "packets=42i" in flows[0] and f"bytes={42 * FRAME_BYTES}i" in flows[0]
+    assert "box=box\\ 1" in flows[0]
+
+
+def test_bad_config_is_one_line_and_exit_2(tmp_path: Path):
+    path = tmp_path / "bad.yml"
+    path.write_text("site: lab\ninterval: -1\ninfluxdb: {url: http://127.0.0.1:1, database: x}\n")
+    proc = subprocess.run([str(COLLECTOR), "run", "-c", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"sitevis-collector: {path}: interval:")
+    assert "Traceback" not in proc.stderr
+
+
+def test_check_passes_here_and_names_an_unreachable_influxdb(
+        bcc_ready, host_link: HostLink, influxdb: InfluxServer, tmp_path: Path):
+    ok = subprocess.run([str(COLLECTOR), "check", "-c",
+                         str(write_config(tmp_path, host_link, influxdb.url))],
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "FAIL" not in ok.stdout
+    closed = tmp_path / "closed"
+    closed.mkdir()
+    bad = subprocess.run([str(COLLECTOR), "check", "-c",
+                          str(write_config(closed, host_link, "http://127.0.0.1:9"))],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 4
+    failing = [line for line in bad.stdout.splitlines() if line.startswith("FAIL")]
+    assert len(failing) == 1 and "InfluxDB" in failing[0]
+
+
+
+
+def test_top_shows_the_busiest_flow(bcc_ready, host_link: HostLink, tmp_path: Path):
+    config = write_config(tmp_path, host_link, "http://127.0.0.1:9")
+    proc = subprocess.Popen([str(COLLECTOR), "top", "-c", str(config), "--refresh", "2",
+                             "--iterations", "1", "--rows", "5"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "160"})
+    wait_attached(host_link.ifname, proc)
+    send_udp(host_link.peer, host_link.ip, 300)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    rows = [line for line in out.splitlines() if f"udp/{PORT}" in line]
+    assert len(rows) == 1
+    assert host_link.peer.ip in rows[0] and "ingress" in rows[0]
