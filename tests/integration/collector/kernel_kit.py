@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -70,7 +71,7 @@ def trafgen(host: Host, tmp: Path, count: int, *, src: str, dst: str, sport: int
     conf.write_text(TRAFGEN_CONF.format(src=src, dst=dst, sport=sport,
                                         sport_last=sport + flows - 1, dport=dport))
     host.exec("trafgen", "-q", "--dev", host.ifname, "--conf", str(conf), "-n", str(count),
-              "--cpus", "1", "--no-sock-mem", timeout=120)
+              "--cpus", str(min(2, os.cpu_count() or 1)), "--no-sock-mem", timeout=120)
 
 
 @dataclass
