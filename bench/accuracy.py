@@ -38,7 +38,7 @@ def measure(the_lab: Lab, sitevis: Sitevis, *, packets: int = 1_000_000,
         f"{min(packets, srcs * ports)} flows): sitevis totals vs trafgen and kernel counters",
         ["frame", "trafgen mode", "rate (Mpps)", "sent (trafgen)", "egress: sitevis",
          "egress: veth tx", "ingress (peer): sitevis", "ingress (peer): veth rx",
-         "sitevis bytes = sent×size", "flows sum = totals", "counted/sent", "target",
+         "sitevis bytes = sentxsize", "flows sum = totals", "counted/sent", "target",
          "result"],
     )
     runs = [(size, True, packets) for size in sizes]
@@ -46,6 +46,7 @@ def measure(the_lab: Lab, sitevis: Sitevis, *, packets: int = 1_000_000,
         runs.append((sizes[0], False, bypass_packets))
     remove = [sitevis.attach(left, ("egress",)), sitevis.attach(right, ("ingress",))]
     results: dict[str, float] = {}
+    flows_seen: dict[str, int] = {}
     try:
         for size, qdisc, count in runs:
             conf = the_lab.conf(size, srcs, ports)
@@ -60,7 +61,7 @@ def measure(the_lab: Lab, sitevis: Sitevis, *, packets: int = 1_000_000,
             rx_drop = after[1]["rx_dropped"] - before[1]["rx_dropped"]
             eg_p, eg_b = total(got, "egress")
             in_p, in_b = total(got, "ingress")
-            fl_p, fl_b, _ = flow_sum(got, "egress")
+            fl_p, fl_b, n_flows = flow_sum(got, "egress")
             fi_p, fi_b, _ = flow_sum(got, "ingress")
             bytes_ok = eg_b == sent.sent * size and in_b == rx * size
             sums_ok = (fl_p, fl_b) == (eg_p, eg_b) and (fi_p, fi_b) == (in_p, in_b)
@@ -71,6 +72,7 @@ def measure(the_lab: Lab, sitevis: Sitevis, *, packets: int = 1_000_000,
             drop = f" (+{rx_drop} dropped)" if rx_drop else ""
             if qdisc:
                 results[f"{size}"] = share
+                flows_seen[f"{size}"] = n_flows
                 table.checks[f"{size}-byte frames counted exactly (100 %)"] = exact
                 table.add(f"{size} B", mode, f"{sent.pps / 1e6:.2f}", sent.sent, eg_p, tx,
                           in_p, f"{rx}{drop}", bytes_ok, sums_ok, f"{100 * share:.4f} %",
@@ -83,6 +85,7 @@ def measure(the_lab: Lab, sitevis: Sitevis, *, packets: int = 1_000_000,
         for rm in remove:
             rm()
     table.data["shares"] = results
+    table.data["flows"] = flows_seen
     table.notes.append("trafgen -q disables PACKET_QDISC_BYPASS so frames pass the TC egress "
                        "hook; the peer's ingress count is a second, independent check")
     table.notes.append("the last row repeats the run without -q: TC egress is bypassed "

@@ -91,7 +91,7 @@ def _table(runs: dict[str, list[Run]], *, packets: int, reps: int, frame: int,
     table = Table(
         f"1. BPF cost per packet at TC egress (bpf_stats run_time_ns/run_cnt; {reps} "
         f"interleaved runs x {packets} packets of {frame} B, {flows} flows, trafgen -q)",
-        ["program", "ns/packet (median)", "min–max", "× minimal", "counted / sent",
+        ["program", "ns/packet (median)", "min-max", "x minimal", "counted / sent",
          "trafgen rate (Mpps)", "target", "result"],
     )
     exact = True
@@ -105,10 +105,10 @@ def _table(runs: dict[str, list[Run]], *, packets: int, reps: int, frame: int,
         table.add(n, f"{med[n]:.0f}", spread([r.ns_per_packet for r in runs[n]]),
                   f"{ratio:.2f}", f"{counted}/{sent}",
                   f"{median([r.pps for r in runs[n]]) / 1e6:.2f}",
-                  f"≤ {TARGET_RATIO}× minimal" if is_full else "",
+                  f"<= {TARGET_RATIO}x minimal" if is_full else "",
                   verdict(ratio <= TARGET_RATIO) if is_full else "")
     ratio = med[names[2]] / minimal if minimal else float("inf")
-    table.checks[f"sitevis ≤ {TARGET_RATIO}× minimal flow program"] = ratio <= TARGET_RATIO
+    table.checks[f"sitevis <= {TARGET_RATIO}x minimal flow program"] = ratio <= TARGET_RATIO
     table.data.update(ratio=ratio, medians=med, exact=exact)
     table.notes.append("counted = what each program's own maps hold; run_cnt equalled "
                        f"trafgen's sent count in every run: {exact}")

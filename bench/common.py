@@ -58,12 +58,10 @@ def unusable_reason() -> str | None:
 
 
 def _which(name: str) -> str | None:
-    for d in os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").split(":") + [
-            "/usr/sbin", "/sbin"]:
-        p = Path(d) / name
-        if p.is_file() and os.access(p, os.X_OK):
-            return str(p)
-    return None
+    import shutil
+
+    path = os.environ.get("PATH", "/usr/bin:/bin")
+    return shutil.which(name, path=f"{path}:/usr/sbin:/sbin")
 
 
 # --- tables -----------------------------------------------------------------------------
@@ -119,7 +117,7 @@ def median(values: Sequence[float]) -> float:
 
 
 def spread(values: Sequence[float], fmt: str = "{:.0f}") -> str:
-    return f"{fmt.format(min(values))}–{fmt.format(max(values))}"
+    return f"{fmt.format(min(values))}-{fmt.format(max(values))}"
 
 
 # --- traffic ----------------------------------------------------------------------------
@@ -138,11 +136,16 @@ def trafgen_conf(frame_bytes: int, *, srcs: int, ports: int, dst: str,
     if not 1 <= srcs <= 32768 or not 1 <= ports <= 30000:
         raise ValueError("srcs must be in 1..32768 and ports in 1..30000")
     lo = 0x8000  # 198.18.128.0: inside 198.18.0.0/15, clear of the pairs' /30s
-    src = f"saddr=198.18.128.0, saddr[2:2]=dinc({lo}, {lo + srcs - 1})"
+
+    def walk(first: int, n: int) -> str:  # trafgen refuses dinc(a, a)
+        return f"dinc({first}, {first + n - 1})" if n > 1 else str(first)
+
+    src = (f"saddr=198.18.128.0, saddr[2:2]={walk(lo, srcs)}" if srcs > 1
+           else "saddr=198.18.128.0")
     if vary == "sport":
-        udp = f"sp=dinc(10000, {10000 + ports - 1}), dp=9"
+        udp = f"sp={walk(10000, ports)}, dp=9"
     elif vary == "dport":
-        udp = f"sp=40000, dp=dinc(1, {ports})"
+        udp = f"sp=40000, dp={walk(1, ports)}"
     else:
         raise ValueError("vary must be 'sport' or 'dport'")
     fill = frame_bytes - ETH_IP_UDP

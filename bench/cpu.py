@@ -1,0 +1,229 @@
+"""Benchmark 3: CPU added per packet (whole VM) by sitevis vs tcpdump, same rate.
+
+trafgen sends N frames at a fixed rate (-b, qdisc path) from the left veth while one
+of these watches that veth: nothing; the minimal 5-tuple flow program (reference);
+sitevis (ingress + egress filters, as the collector attaches them, default settings);
+`tcpdump -w /dev/null -s 96 -i veth0`. Busy jiffies of the whole VM (/proc/stat:
+user+nice+system+irq+softirq, all CPUs) over the sending window, divided by the
+packets, minus the same with nothing attached = added CPU per packet. Runs are
+interleaved and medians compared. The machine is shared, so a second, less noisy
+estimate is printed beside it: CPU of the processes we started (trafgen, tcpdump)
+plus the VM's softirq time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from bench.common import (
+    BenchError,
+    Lab,
+    Sitevis,
+    Table,
+    cpu_sample,
+    flow5_program,
+    jiffies_ns,
+    lab,
+    median,
+    proc_cpu_ticks,
+    run_trafgen,
+    settle,
+    spread,
+    total,
+    verdict,
+)
+
+TARGET_RATIO = 0.5
+SRCS, PORTS = 64, 63
+NONE, FLOW5, SITEVIS, TCPDUMP = ("no program", "minimal 5-tuple flow (ref)",
+                                 "sitevis (ingress+egress)", "tcpdump -w /dev/null -s 96")
+
+
+@dataclass
+class Run:
+    vm_ns: float        # whole-VM busy ns per packet
+    own_ns: float       # trafgen + tcpdump + softirq ns per packet
+    pps: float
+    sent: int
+    seen: int | None    # packets the watcher saw (None: nothing watched)
+    dropped: int = 0    # tcpdump: packets dropped by kernel
+
+
+class _Tcpdump:
+    def __init__(self, the_lab: Lab) -> None:
+        host = the_lab.left
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", host.netns, "tcpdump", "-w", "/dev/null", "-s", "96",
+             "-i", host.ifname, "-n"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 10
+        assert self.proc.stderr is not None
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stderr], [], [], 0.2)
+            if ready and "listening on" in self.proc.stderr.readline():
+                return
+            if self.proc.poll() is not None:
+                break
+        self.proc.kill()
+        raise BenchError("tcpdump did not start listening within 10 s")
+
+    def ticks(self) -> int:
+        return proc_cpu_ticks(self.proc.pid)
+
+    def stop(self) -> tuple[int, int]:
+        """(captured, dropped by kernel)."""
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            _, err = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        cap = re.search(r"(\d+) packets? captured", err)
+        drop = re.search(r"(\d+) packets? dropped by kernel", err)
+        return int(cap.group(1)) if cap else -1, int(drop.group(1)) if drop else -1
+
+
+def measure(the_lab: Lab, sitevis: Sitevis, *, packets: int = 300_000,
+            rate_pps: int = 150_000, reps: int = 7, frame: int = 64) -> Table:
+    left = the_lab.left
+    conf = the_lab.conf(frame, SRCS, PORTS)
+    flow5 = flow5_program(sitevis.program.settings.table_size)
+
+    @contextlib.contextmanager
+    def watcher(name: str) -> Iterator[dict[str, object]]:
+        info: dict[str, object] = {"seen": None, "ticks": lambda: 0}
+        if name == NONE:
+            yield info
+        elif name == FLOW5:
+            flow5.reset()
+            remove = the_lab.attach_ref(left, flow5.fd, "bench_flow5")
+            try:
+                yield info
+            finally:
+                remove()
+            info["seen"] = flow5.counted()
+        elif name == SITEVIS:
+            sitevis.drain()
+            remove = sitevis.attach(left, ("ingress", "egress"))
+            try:
+                yield info
+            finally:
+                remove()
+            info["seen"] = total(sitevis.drain(), "egress")[0]
+        else:
+            dump = _Tcpdump(the_lab)
+            info["ticks"] = dump.ticks
+            try:
+                yield info
+            finally:
+                info["seen"], info["dropped"] = dump.stop()
+
+    runs: dict[str, list[Run]] = {n: [] for n in (NONE, FLOW5, SITEVIS, TCPDUMP)}
+    try:
+        for _ in range(reps):
+            for name in runs:
+                with watcher(name) as info:
+                    ticks: Callable[[], int] = info["ticks"]  # type: ignore[assignment]
+                    settle(0.1)
+                    c0, k0 = cpu_sample(), ticks()
+                    sent = run_trafgen(left, conf, packets, rate_pps=rate_pps)
+                    settle(0.1)
+                    c1, k1 = cpu_sample(), ticks()
+                    if name == TCPDUMP:  # outside the window: let it read its last block
+                        settle(1.2)
+                n = max(1, sent.sent)
+                own = sent.cpu_s * 1e9 + jiffies_ns(k1 - k0 + c1.softirq - c0.softirq)
+                runs[name].append(Run(jiffies_ns(c1.busy - c0.busy) / n, own / n, sent.pps,
+                                      sent.sent, info["seen"],  # type: ignore[arg-type]
+                                      int(info.get("dropped", 0))))  # type: ignore[arg-type]
+    finally:
+        flow5.close()
+    return _table(runs, packets=packets, rate_pps=rate_pps, reps=reps, frame=frame)
+
+
+def _table(runs: dict[str, list[Run]], *, packets: int, rate_pps: int, reps: int,
+           frame: int) -> Table:
+    vm = {n: median([r.vm_ns for r in rs]) for n, rs in runs.items()}
+    own = {n: median([r.own_ns for r in rs]) for n, rs in runs.items()}
+    added = {n: vm[n] - vm[NONE] for n in runs}
+    added_own = {n: own[n] - own[NONE] for n in runs}
+    table = Table(
+        f"3. CPU added per packet, whole VM (/proc/stat busy jiffies; {reps} interleaved runs "
+        f"x {packets} packets of {frame} B at trafgen -b {rate_pps} pps)",
+        ["watcher", "achieved rate (kpps)", "VM busy ns/pkt (median)", "min-max",
+         "added ns/pkt", "x tcpdump's added", "own procs+softirq added ns/pkt",
+         "x tcpdump's (own)", "seen / sent", "target", "result"],
+    )
+    ratio = added[SITEVIS] / added[TCPDUMP] if added[TCPDUMP] > 0 else float("inf")
+    ratio_own = (added_own[SITEVIS] / added_own[TCPDUMP] if added_own[TCPDUMP] > 0
+                 else float("inf"))
+    # Other work on the shared VM lands in the whole-VM figure. When the baseline runs
+    # alone spread wider than what tcpdump adds, that figure cannot judge the target;
+    # the verdict then uses the own-process figure, and says so.
+    none_spread = max(r.vm_ns for r in runs[NONE]) - min(r.vm_ns for r in runs[NONE])
+    noisy = added[TCPDUMP] <= 0 or none_spread > added[TCPDUMP]
+    judged = ratio_own if noisy else ratio
+    basis = "own processes + softirq (whole VM too noisy)" if noisy else "whole VM"
+    for n, rs in runs.items():
+        seen = "" if rs[0].seen is None else (
+            f"{sum(r.seen or 0 for r in rs)}/{sum(r.sent for r in rs)}"
+            + (f" ({sum(r.dropped for r in rs)} dropped by kernel)" if n == TCPDUMP
+               else ""))
+        is_sv = n == SITEVIS
+        table.add(n, f"{median([r.pps for r in rs]) / 1e3:.0f}", f"{vm[n]:.0f}",
+                  spread([r.vm_ns for r in rs]),
+                  "-" if n == NONE else f"{added[n]:.0f}",
+                  "-" if n == NONE else (f"{added[n] / added[TCPDUMP]:.2f}"
+                                         if added[TCPDUMP] > 0 else "n/a"),
+                  "-" if n == NONE else f"{added_own[n]:.0f}",
+                  "-" if n == NONE else (f"{added_own[n] / added_own[TCPDUMP]:.2f}"
+                                         if added_own[TCPDUMP] > 0 else "n/a"),
+                  seen, f"<= {TARGET_RATIO}x tcpdump" if is_sv else "",
+                  (verdict(judged <= TARGET_RATIO) + (" (own)" if noisy else ""))
+                  if is_sv else "")
+    table.checks[f"sitevis adds <= {TARGET_RATIO}x tcpdump's CPU per packet"] = \
+        judged <= TARGET_RATIO
+    table.data.update(ratio=ratio, ratio_own=ratio_own, added=added, added_own=added_own,
+                      noisy=noisy)
+    table.notes.append(f"sitevis/tcpdump added CPU: {ratio:.2f} (whole VM), {ratio_own:.2f} "
+                       f"(own processes + softirq); verdict on: {basis}")
+    table.notes.append(f"baseline whole-VM spread {none_spread:.0f} ns/pkt vs tcpdump's added "
+                       f"{added[TCPDUMP]:.0f} ns/pkt (other work on this shared VM lands in "
+                       "the whole-VM figure)")
+    table.notes.append("own = CPU time of trafgen and tcpdump + the VM's softirq time: the BPF "
+                       "programs and tcpdump's kernel-side copy run in trafgen's context")
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.cpu", description=__doc__)
+    parser.add_argument("--packets", type=int, default=300_000)
+    parser.add_argument("--rate", type=int, default=150_000, help="packets per second")
+    parser.add_argument("--reps", type=int, default=7)
+    args = parser.parse_args(argv)
+    try:
+        with lab() as the_lab:
+            sitevis = Sitevis(the_lab)
+            try:
+                table = measure(the_lab, sitevis, packets=args.packets,
+                                rate_pps=args.rate, reps=args.reps)
+            finally:
+                sitevis.close()
+    except BenchError as err:
+        print(f"bench: {err}", file=sys.stderr)
+        return 2
+    print(table.render())
+    return 0 if table.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

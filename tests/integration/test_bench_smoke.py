@@ -1,0 +1,57 @@
+"""The benchmark code path (bench/) with tiny parameters: it runs, counts exactly, renders.
+
+The benchmarks themselves are not tests (they print ratios, see bench/README.md); this
+only keeps their code working: a few thousand packets over 1000 flows, seconds not minutes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.common import unusable_reason
+
+STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
+
+
+@pytest.fixture
+def bench_ready(bcc_ready) -> None:
+    reason = unusable_reason()
+    if reason:
+        pytest.skip(reason)
+    from tests.harness.influx import find_influxd
+
+    if find_influxd() is None:
+        pytest.skip("influxd not installed (Debian package influxdb)")
+
+
+def test_quick_benchmarks_count_exactly_and_render(bench_ready, capsys):
+    from bench.all import run_all, summary
+
+    stats_before = STATS.read_text()
+    tables = run_all(quick=True)
+    assert STATS.read_text() == stats_before  # bpf_stats only during the window
+
+    by_number = {t.title.split(".", 1)[0]: t for t in tables}
+    assert set(by_number) == {"1", "2", "3", "4"}
+
+    accuracy = by_number["2"]
+    assert accuracy.data["shares"] == {"64": 1.0, "512": 1.0}
+    assert accuracy.data["flows"] == {"64": 1000, "512": 1000}
+    assert accuracy.passed, accuracy.render()
+
+    cost = by_number["1"]
+    assert cost.data["exact"], cost.render()  # all three programs counted every packet
+
+    user = by_number["4"]
+    assert all(case["complete"] for case in user.data["cases"]), user.render()
+
+    for table in tables:
+        text = table.render()
+        assert table.title in text
+        assert all(column in text for column in table.columns)
+        assert len(text.splitlines()) >= 4 + len(table.rows)
+    text = summary(tables, 1.0).render()
+    assert "PASS" in text
+    assert "100.0000 %" in capsys.readouterr().out
