@@ -78,6 +78,9 @@ def cmd_once(cfg: Config, args: argparse.Namespace) -> int:
 def cmd_check(cfg: Config, args: argparse.Namespace) -> int:
     from sitevis_collector.readiness import run_all
 
+    if args.config_only:
+        print(f"{cfg.source}: config ok")
+        return 0
     results = run_all(influxdb_url=None if args.no_influxdb else cfg.influxdb.url)
     for result in results:
         print(result.line())
@@ -119,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     command("once", "trace one interval and print it as line protocol on stdout")
     check = command("check", "check the config and this kernel's readiness")
     check.add_argument("--no-influxdb", action="store_true", help="skip the InfluxDB check")
+    check.add_argument("--config-only", action="store_true",
+                       help="validate the config file only (used by the rollout)")
     top = command("top", "live table of the top flows by rate (like iftop)")
     top.add_argument("--refresh", type=float, default=2.0, help="seconds between updates")
     top.add_argument("--rows", type=int, default=20, help="flows to show")

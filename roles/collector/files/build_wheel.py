@@ -1,0 +1,48 @@
+"""Build the sitevis-collector wheel on the controller, reproducibly.
+
+Usage: build_wheel.py SOURCE_DIR OUT_DIR. Prints {"wheel": path}. The source is copied to
+a fresh directory first so stale build/ leftovers never end up in the wheel, and
+SOURCE_DATE_EPOCH pins file times: the same source gives the same bytes, so copying it to
+the boxes changes nothing when nothing changed.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+IGNORE = shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", "*.pyc")
+
+
+def main() -> int:
+    source, out = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
+    if not (source / "pyproject.toml").is_file():
+        print(f"build_wheel: {source} has no pyproject.toml", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800", "PIP_NO_INDEX": "1",
+           "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    with tempfile.TemporaryDirectory(prefix="sitevis-wheel-") as tmp:
+        tree = Path(tmp) / "src"
+        shutil.copytree(source, tree, ignore=IGNORE)
+        built = Path(tmp) / "out"
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+             "-q", "-w", str(built), str(tree)],
+            env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"build_wheel: pip wheel failed: {proc.stderr.strip()[-2000:]}",
+                  file=sys.stderr)
+            return 1
+        (wheel,) = built.glob("*.whl")
+        target = out / wheel.name
+        shutil.copyfile(wheel, target)
+    print(json.dumps({"wheel": str(target)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
