@@ -97,6 +97,16 @@ def cmd_top(cfg: Config, args: argparse.Namespace) -> int:
                    iterations=args.iterations)
 
 
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    from sitevis_collector.cleanup import remove_all
+
+    removed = remove_all()
+    for ifname, count in sorted(removed.items()):
+        print(f"{ifname}: removed {count} sitevis filter(s)")
+    print(f"cleanup: {sum(removed.values())} removed from {len(removed)} interface(s)")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "run": cmd_run, "once": cmd_once, "check": cmd_check, "top": cmd_top,
 }
@@ -129,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("--rows", type=int, default=20, help="flows to show")
     top.add_argument("--iterations", type=int, default=0,
                      help="stop after this many updates (0: until Ctrl-C)")
+    sub.add_parser("cleanup", help="remove every sitevis filter from this namespace's "
+                   "interfaces (uninstall, or after a crash); needs no config")
     return parser
 
 
@@ -136,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.command == "cleanup":
+        try:
+            return cmd_cleanup(args)
+        except KernelError as err:
+            print(f"sitevis-collector: {err}", file=sys.stderr)
+            return EXIT_KERNEL
     try:
         cfg = load_config(args.config)
     except ConfigError as err:

@@ -228,3 +228,17 @@ def test_outage_and_restart_lose_nothing_and_duplicate_nothing(
     stored = influxdb.rows("SELECT COUNT(packets) AS n FROM flow", db="sitevis")[0]["n"]
     assert stored == made
     assert list((tmp_path / "spool").glob("*.lp.gz")) == []
+
+
+def test_cleanup_removes_what_a_killed_collector_left(
+        bcc_ready, host_link: HostLink, tmp_path: Path):
+    proc = start(write_config(tmp_path, host_link, "http://127.0.0.1:9"))
+    wait_attached(host_link.ifname, proc)
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert len(our_filters(host_link.ifname)) == 2
+    out = subprocess.run([str(COLLECTOR), "cleanup"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert f"{host_link.ifname}: removed 2 sitevis filter(s)" in out.stdout
+    assert our_filters(host_link.ifname) == []
