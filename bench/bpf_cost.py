@@ -44,8 +44,9 @@ class Run:
     pps: float
 
 
-def measure(the_lab: Lab, sitevis: Sitevis, *, packets: int = 1_000_000, reps: int = 5,
-            frame: int = 64, cpus: int = 1, srcs: int = SRCS, ports: int = PORTS) -> Table:
+def measure(the_lab: Lab, sitevis: Sitevis, *, packets: int = 1_000_000, reps: int = 7,
+            frame: int = 64, cpus: int = 1, srcs: int = SRCS, ports: int = PORTS,
+            rate_pps: int | None = None) -> Table:
     left = the_lab.left
     conf = the_lab.conf(frame, srcs, ports)
     counter, flow5 = counter_program(), flow5_program(sitevis.program.settings.table_size)
@@ -69,7 +70,7 @@ def measure(the_lab: Lab, sitevis: Sitevis, *, packets: int = 1_000_000, reps: i
                 try:
                     t0, c0 = prog_run_stats(fd)
                     with bpf_stats():
-                        sent = run_trafgen(left, conf, packets, cpus=cpus)
+                        sent = run_trafgen(left, conf, packets, cpus=cpus, rate_pps=rate_pps)
                     t1, c1 = prog_run_stats(fd)
                 finally:
                     detach()
@@ -79,18 +80,19 @@ def measure(the_lab: Lab, sitevis: Sitevis, *, packets: int = 1_000_000, reps: i
     finally:
         counter.close()
         flow5.close()
-    return _table(runs, packets=packets, reps=reps, frame=frame, flows=min(packets,
-                                                                          srcs * ports))
+    return _table(runs, packets=packets, reps=reps, frame=frame,
+                  flows=min(packets, srcs * ports), rate_pps=rate_pps)
 
 
 def _table(runs: dict[str, list[Run]], *, packets: int, reps: int, frame: int,
-           flows: int) -> Table:
+           flows: int, rate_pps: int | None) -> Table:
     names = list(runs)
     med = {n: median([r.ns_per_packet for r in runs[n]]) for n in names}
     minimal = med[names[1]]
     table = Table(
         f"1. BPF cost per packet at TC egress (bpf_stats run_time_ns/run_cnt; {reps} "
-        f"interleaved runs x {packets} packets of {frame} B, {flows} flows, trafgen -q)",
+        f"interleaved runs x {packets} packets of {frame} B, {flows} flows, trafgen -q"
+        + (f" -b {rate_pps}pps)" if rate_pps else ", full speed)"),
         ["program", "ns/packet (median)", "min-max", "x minimal", "counted / sent",
          "trafgen rate (Mpps)", "target", "result"],
     )
@@ -120,16 +122,18 @@ def _table(runs: dict[str, list[Run]], *, packets: int, reps: int, frame: int,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bpf_cost", description=__doc__)
     parser.add_argument("--packets", type=int, default=1_000_000)
-    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--frame", type=int, default=64)
     parser.add_argument("--cpus", type=int, default=1)
+    parser.add_argument("--rate", type=int, default=None,
+                        help="packets per second (default: as fast as trafgen can)")
     args = parser.parse_args(argv)
     try:
         with lab() as the_lab:
             sitevis = Sitevis(the_lab)
             try:
                 table = measure(the_lab, sitevis, packets=args.packets, reps=args.reps,
-                                frame=args.frame, cpus=args.cpus)
+                                frame=args.frame, cpus=args.cpus, rate_pps=args.rate)
             finally:
                 sitevis.close()
     except BenchError as err:

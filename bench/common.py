@@ -415,17 +415,38 @@ def prog_run_stats(fd: int) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class CpuSample:
-    busy: int    # jiffies: user + nice + system + irq + softirq (all CPUs)
-    softirq: int
-    steal: int
+    busy: int     # jiffies: user + nice + system + irq + softirq (all CPUs)
+    irq: int      # irq + softirq jiffies
+    kthreads: int  # utime + stime of every kernel thread (ksoftirqd, kworkers), ticks
 
 
 def cpu_sample() -> CpuSample:
-    """Whole-VM CPU time from the first line of /proc/stat."""
+    """Whole-VM CPU time from the first line of /proc/stat, plus kernel threads' time."""
     with open("/proc/stat") as f:
         fields = [int(v) for v in f.readline().split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
-    return CpuSample(user + nice + system + irq + softirq, softirq, steal)
+    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+    return CpuSample(user + nice + system + irq + softirq, irq + softirq,
+                     kernel_thread_ticks())
+
+
+_PF_KTHREAD = 0x00200000
+
+
+def kernel_thread_ticks() -> int:
+    """utime + stime summed over kernel threads (softirq work deferred to ksoftirqd
+    is accounted to that thread, not to softirq time)."""
+    ticks = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        fields = text.rsplit(")", 1)[1].split()
+        if int(fields[6]) & _PF_KTHREAD:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks
 
 
 def proc_cpu_ticks(pid: int) -> int:
