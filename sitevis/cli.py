@@ -34,6 +34,16 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     return _playbook_command(args, "site.yml", "rollout" + (" (check)" if args.check else ""))
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from sitevis import report  # matplotlib loads only for this command
+
+    try:
+        return report.run(args)
+    except (report.ReportError, report.InfluxError) as err:
+        print(f"sitevis report: {err}", file=sys.stderr)
+        return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sitevis", description="sitevis site controller")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -48,6 +58,20 @@ def build_parser() -> argparse.ArgumentParser:
     rollout.add_argument("--json", action="store_true",
                          help="print a machine-readable result on stdout (display on stderr)")
     rollout.set_defaults(func=cmd_rollout)
+
+    report = sub.add_parser("report", help="draw the site overview from InfluxDB to a PNG")
+    report.add_argument("--url", default="http://127.0.0.1:8086", help="InfluxDB (v1 API)")
+    report.add_argument("--database", default="sitevis")
+    report.add_argument("--rp", default="raw", help="retention policy: raw or long")
+    report.add_argument("--user", help="InfluxDB user (READ is enough)")
+    secret = report.add_mutually_exclusive_group()
+    secret.add_argument("--password")
+    secret.add_argument("--password-file", help="file holding the password")
+    report.add_argument("--site", help="only this site (default: every site)")
+    report.add_argument("--since", default="1h", help="start, this long ago (e.g. 6h)")
+    report.add_argument("--until", default="0", help="end, this long ago (default now)")
+    report.add_argument("-o", "--output", default="sitevis-report.png", help="PNG to write")
+    report.set_defaults(func=cmd_report)
     return parser
 
 
