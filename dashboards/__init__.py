@@ -1,0 +1,1 @@
+"""sitevis Grafana dashboards as code (grafana-foundation-sdk); `python -m dashboards.build`."""

@@ -1,0 +1,40 @@
+"""Flow explorer: the flows of chosen boxes/interfaces, filtered by src, dst, service."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders.dashboard import Dashboard
+
+from dashboards import common as c
+from sitevis import overview as q
+
+UID = "sitevis-flow-explorer"
+# Text boxes match from the start of the value; empty matches everything.
+FLOW_FILTER = (f'{q.TRAFFIC_FILTER} AND "src" =~ /^$src/ AND "dst" =~ /^$dst/ '
+               'AND "service" =~ /^$service/')
+FLOWS = ('SELECT SUM("bytes") AS "bytes", SUM("packets") AS "packets", '
+         'SUM("flows") AS "flows" FROM "${rp:text}"."flow" '
+         f'WHERE {FLOW_FILTER} AND $timeFilter '
+         'GROUP BY "box", "iface", "dir", "proto", "src", "dst", "service"')
+BY_SERVICE = ('SELECT SUM("bytes") * 8000 / $__interval_ms AS "bps" '
+              f'FROM "${{rp:text}}"."flow" WHERE {FLOW_FILTER} AND $timeFilter '
+              'GROUP BY time($__interval), "service", "dir" fill(0)')
+
+
+def build() -> Dashboard:
+    return (
+        c.dashboard(UID, "sitevis / Flow explorer", ["flows"])
+        .with_variable(c.tag_variable("site", "Site", multi=False))
+        .with_variable(c.tag_variable("box", "Box"))
+        .with_variable(c.tag_variable("iface", "Interface"))
+        .with_variable(c.tag_variable("dir", "Direction"))
+        .with_variable(c.rp_variable())
+        .with_variable(c.text_variable("src", "Source", "Address prefix, e.g. 10.1."))
+        .with_variable(c.text_variable("dst", "Destination", "Address prefix"))
+        .with_variable(c.text_variable("service", "Service", "e.g. tcp/443 or udp/"))
+        .with_panel(c.graph("Matching traffic per service", "bps",
+                            c.query(BY_SERVICE, "$tag_service $tag_dir"), interval="$rp",
+                            width=24))
+        .with_panel(c.grid("Flows", c.query(FLOWS, table_format=True), width=24,
+                           height=14,
+                           description="Totals per flow key over the time range."))
+    )

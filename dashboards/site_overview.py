@@ -1,0 +1,70 @@
+"""Site overview: what the site's boxes carry, who talks, which services, who is silent."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import common as cb
+from grafana_foundation_sdk.builders import piechart
+from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
+
+from dashboards import common as c
+from sitevis import overview as q
+
+UID = "sitevis-site-overview"
+SILENT_AFTER = ("5m", "15m", "1h", "6h")
+BOX_FILTER = '"site" =~ /^$site$/ AND "box" =~ /^$box$/'
+
+# Boxes whose newest report in the range is older than $silent: the inner query finds
+# each box's last report, the outer time condition keeps those that stopped since.
+SILENT_BOXES = (
+    'SELECT "interfaces" FROM (SELECT LAST("interfaces_attached") AS "interfaces" '
+    f'FROM "sitevis_collector" WHERE {BOX_FILTER} AND $timeFilter GROUP BY "box") '
+    'WHERE time < now() - $silent GROUP BY "box"')
+REPORTING_BOXES = (
+    'SELECT COUNT("interfaces") AS "boxes" FROM (SELECT LAST("interfaces_attached") AS '
+    f'"interfaces" FROM "sitevis_collector" WHERE {BOX_FILTER} AND time > now() - $silent '
+    'GROUP BY "box")')
+
+
+def build() -> Dashboard:
+    rp = "$rp"
+    return (
+        c.dashboard(UID, "sitevis / Site overview", ["overview"])
+        .with_variable(c.tag_variable("site", "Site", multi=False))
+        .with_variable(c.tag_variable("box", "Box"))
+        .with_variable(c.tag_variable("iface", "Interface"))
+        .with_variable(c.tag_variable("dir", "Direction"))
+        .with_variable(c.rp_variable())
+        .with_variable(c.custom_variable("silent", "Silent after", SILENT_AFTER))
+        .with_row(Row("Traffic"))
+        .with_panel(c.graph("Traffic per box", "bps",
+                            c.query(q.BOX_BPS, "$tag_box $tag_dir"), interval=rp,
+                            description="Bits per second per box and direction "
+                                        "(ingress = in, egress = out), exact BPF totals."))
+        .with_panel(c.graph("Packets per box", "pps",
+                            c.query(q.BOX_PPS, "$tag_box $tag_dir"), interval=rp))
+        .with_panel(c.graph("Traffic per interface", "bps",
+                            c.query(q.IFACE_BPS, "$tag_box $tag_iface $tag_dir"),
+                            interval=rp))
+        .with_panel(c.graph("Packets per interface", "pps",
+                            c.query(q.IFACE_PPS, "$tag_box $tag_iface $tag_dir"),
+                            interval=rp))
+        .with_row(Row("Who and what"))
+        .with_panel(c.grid("Top talkers", c.query(q.TOP_TALKERS, table_format=True),
+                           description=f"The {q.TOP_N} source/destination pairs with the "
+                                       "most bytes in the time range.",
+                           width=8, unit="decbytes"))
+        .with_panel(c.grid("Top services", c.query(q.TOP_SERVICES, table_format=True),
+                           description="Server side of each connection: <proto>/<port>.",
+                           width=8, unit="decbytes"))
+        .with_panel(piechart.Panel().title("Protocol mix").datasource(c.DATASOURCE)
+                    .unit("decbytes").span(8).height(8)
+                    .reduce_options(cb.ReduceDataOptions().calcs(["sum"]).values(False))
+                    .with_target(c.query(q.PROTOCOL_MIX, "$tag_proto")))
+        .with_row(Row("Boxes"))
+        .with_panel(c.grid("Silent boxes", c.query(SILENT_BOXES, table_format=True),
+                           description="Boxes that reported in the time range but not in "
+                                       "the last $silent (time = their last report).",
+                           width=16, height=6))
+        .with_panel(c.single("Boxes reporting in the last $silent",
+                             c.query(REPORTING_BOXES), width=8, height=6))
+    )
