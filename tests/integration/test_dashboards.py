@@ -1,0 +1,319 @@
+"""Every dashboard query, as Grafana would send it, against what a real collector wrote.
+
+One real sitevis-collector run over a real netns link fills a private influxd (raw RP),
+the influxdb role's downsampling query fills the long RP, then every variable query and
+every panel query of dashboards/json/ runs and is checked against the traffic sent.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dashboards import box_detail, collector_health, flow_explorer, site_overview
+from sitevis import overview
+from tests.harness import grafana as g
+from tests.harness.bpf import bcc_unusable_reason
+from tests.harness.influx import InfluxServer, find_influxd
+from tests.harness.netns import HostLink, create_link, destroy_link
+from tests.integration.collector.test_agent import (
+    FRAME_BYTES,
+    PORT,
+    send_udp,
+    start,
+    stop,
+    wait_attached,
+    write_config,
+)
+
+REPO = Path(__file__).parents[2]
+JSON_DIR = REPO / "dashboards" / "json"
+INFLUX_DEFAULTS = yaml.safe_load((REPO / "roles/influxdb/defaults/main.yml").read_text())
+DB = INFLUX_DEFAULTS["influxdb_database"]
+RAW = INFLUX_DEFAULTS["influxdb_raw_retention_policy"]
+LONG = INFLUX_DEFAULTS["influxdb_long_retention_policy"]
+SITE, BOX = "lab", "box 1"
+UDP_PACKETS = 400
+UDP_BATCHES = 2
+TCP_ATTEMPTS = 3
+CLOSED_PORT = 12345          # nothing listens on the test host: each connect gets a RST
+RST_FRAME = 14 + 20 + 20     # Ethernet + IPv4 + TCP without options
+SAMPLE_RATE = 10
+BPF_STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
+RP_STEPS = {"raw": 10, "long": 300}   # the rp variable's values (panel min interval)
+
+
+@dataclass(frozen=True)
+class Site:
+    influx: InfluxServer
+    link: HostLink
+    start_ms: int       # the dashboard's time range: the last 30 minutes ...
+    end_ms: int
+    began_ms: int       # ... within which the collector ran from began to stopped
+    stopped_ms: int
+
+    def values(self, rp: str = "raw", silent: str = "1h", **extra: g.Value) -> dict:
+        """Variable values a user would pick to look at this run."""
+        return {"site": g.Value(SITE), "box": g.Value(BOX), "iface": g.Value(self.link.ifname),
+                "dir": g.Value(["egress", "ingress"]),
+                "rp": g.Value(f"{RP_STEPS[rp]}s", text=rp), "silent": g.Value(silent),
+                "src": g.Value(""), "dst": g.Value(""), "service": g.Value(""), **extra}
+
+    def run(self, query: str, values: dict, interval_s: int = 10) -> list[dict]:
+        text = g.interpolate(query, values, start_ms=self.start_ms, end_ms=self.end_ms,
+                             interval_s=interval_s)
+        return self.influx.rows(text, db=DB)
+
+
+def _downsample(influx: InfluxServer) -> None:
+    """What the influxdb role's continuous queries write into the long RP, run now."""
+    interval = INFLUX_DEFAULTS["influxdb_downsample_interval"]
+    for measurement, fields in INFLUX_DEFAULTS["influxdb_downsample_measurements"].items():
+        select = ", ".join(f"sum({f}) AS {f}" for f in fields)
+        influx.query(f"SELECT {select} INTO {DB}.{LONG}.{measurement} "
+                     f"FROM {DB}.{RAW}.{measurement} WHERE time > now() - 1h "
+                     f"GROUP BY time({interval}), *", db=DB)
+
+
+def _tcp_refused(host_ip: str) -> None:
+    for _ in range(TCP_ATTEMPTS):
+        with socket.socket() as sock:
+            sock.settimeout(5)
+            # No linger: close() must not add a FIN to the connection we count.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            with pytest.raises(ConnectionRefusedError):
+                sock.connect((host_ip, CLOSED_PORT))
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root for BPF and network namespaces")
+    reason = bcc_unusable_reason()
+    if reason:
+        pytest.skip(reason)
+    binary = find_influxd()
+    if binary is None:
+        pytest.skip("influxd not installed (Debian package influxdb)")
+    tmp = tmp_path_factory.mktemp("dashboards")
+    influx = InfluxServer(binary)
+    link = None
+    stats_before = BPF_STATS.read_text()
+    try:
+        influx.start()
+        influx.query(f"CREATE DATABASE {DB}")
+        influx.query(f"CREATE RETENTION POLICY {RAW} ON {DB} DURATION 30d REPLICATION 1 DEFAULT")
+        influx.query(f"CREATE RETENTION POLICY {LONG} ON {DB} DURATION 400d REPLICATION 1")
+        link = create_link()
+        began_ms = time.time_ns() // 1_000_000
+        # BPF run stats only while this run lasts, for the ns/packet panel.
+        BPF_STATS.write_text("1")
+        proc = start(write_config(tmp, link, influx.url, site=SITE, box=BOX,
+                                  sample_rate=SAMPLE_RATE))
+        wait_attached(link.ifname, proc)
+        # Traffic in several 1 s intervals: ns/packet needs runs between two of them.
+        for _ in range(UDP_BATCHES):
+            send_udp(link.peer, link.ip, UDP_PACKETS // UDP_BATCHES)
+            time.sleep(1.1)
+        _tcp_refused(link.peer.ip)
+        time.sleep(1.5)
+        rc, err = stop(proc)
+        assert rc == 0, err
+        stopped_ms = time.time_ns() // 1_000_000
+        BPF_STATS.write_text(stats_before)
+        _downsample(influx)
+        time.sleep(1.2)      # so the box is silent for $silent = 1s
+        # A range wider than the run, as a user's "last 30 minutes" is: the long RP's
+        # points sit at the start of their 5-minute bucket, before the run began.
+        yield Site(influx, link, stopped_ms - 30 * 60_000, stopped_ms + 60_000, began_ms,
+                   stopped_ms)
+    finally:
+        BPF_STATS.write_text(stats_before)
+        if link is not None:
+            destroy_link(link)
+        influx.cleanup()
+
+
+def _boards() -> dict[str, dict]:
+    return {p.stem: g.load(p) for p in sorted(JSON_DIR.glob("*.json"))}
+
+
+def _query(panel_title: str, board_uid: str, ref_id: str = "A") -> str:
+    for panel, target in g.targets(_boards()[board_uid]):
+        if panel.get("title") == panel_title and target["refId"] == ref_id:
+            return target["query"]
+    raise AssertionError(f"no panel {panel_title!r} in {board_uid}")
+
+
+def _cases() -> list[tuple[str, str, str, str]]:
+    """(dashboard, panel, refId, rp) for every target; switchable ones under both RPs."""
+    out = []
+    for uid, board in _boards().items():
+        for panel, target in g.targets(board):
+            for rp in (["raw", "long"] if "${rp:text}" in target["query"] else ["raw"]):
+                out.append((uid, panel["title"], target["refId"], rp))
+    return out
+
+
+# Panels whose right answer for this run is "nothing": one box, still reporting at 1h.
+EXPECTED_EMPTY = {(site_overview.UID, "Silent boxes")}
+
+
+@pytest.mark.parametrize(("uid", "title", "ref_id", "rp"), _cases())
+def test_every_panel_query_runs_and_has_data(site: Site, uid: str, title: str, ref_id: str,
+                                             rp: str):
+    board = _boards()[uid]
+    panel, target = next((p, t) for p, t in g.targets(board)
+                         if p["title"] == title and t["refId"] == ref_id)
+    step = RP_STEPS[rp] if panel.get("interval") == "$rp" else 10
+    rows = site.run(target["query"], site.values(rp), interval_s=step)
+    if (uid, title) in EXPECTED_EMPTY:
+        assert rows == []
+    else:
+        assert rows, f"{title}: no rows for {target['query']}"
+
+
+def test_variable_queries_list_the_real_tags(site: Site):
+    want = {"site": [SITE], "box": [BOX], "iface": [site.link.ifname],
+            "dir": ["egress", "ingress"]}
+    for uid, board in _boards().items():
+        for var in g.variables(board):
+            if var["type"] != "query":
+                continue
+            rows = site.run(var["query"], site.values())
+            assert sorted(r["value"] for r in rows) == want[var["name"]], (uid, var["name"])
+
+
+def _sum(rows: list[dict], column: str) -> float:
+    return sum(r[column] or 0 for r in rows)
+
+
+@pytest.mark.parametrize("rp", ["raw", "long"])
+def test_top_talker_and_service_are_the_bytes_sent(site: Site, rp: str):
+    sent = UDP_PACKETS * FRAME_BYTES
+    # The test host sent us the UDP packets and one RST per refused connection.
+    talkers = site.run(overview.TOP_TALKERS, site.values(rp), RP_STEPS[rp])
+    top = max(talkers, key=lambda r: r["bytes"])
+    assert (top["src"], top["dst"], top["bytes"]) == (
+        site.link.peer.ip, site.link.ip, sent + TCP_ATTEMPTS * RST_FRAME)
+    services = {r["service"]: r["bytes"]
+                for r in site.run(overview.TOP_SERVICES, site.values(rp), RP_STEPS[rp])}
+    assert services[f"udp/{PORT}"] == sent
+
+
+@pytest.mark.parametrize("rp", ["raw", "long"])
+def test_rates_add_up_to_the_totals(site: Site, rp: str):
+    """bps * bucket / 8 over the range is the bytes the box carried, equal to the flow
+    totals (protocol mix), and at least what was sent in."""
+    step = RP_STEPS[rp]
+    values = site.values(rp)
+    by_dir: dict[str, float] = {}
+    for row in site.run(overview.BOX_BPS, values, step):
+        by_dir[row["dir"]] = by_dir.get(row["dir"], 0) + row["bytes"] * step / 8
+    mix = {r["proto"]: r["bytes"] for r in site.run(overview.PROTOCOL_MIX, values, step)}
+    assert round(sum(by_dir.values())) == sum(mix.values())
+    assert by_dir["ingress"] >= UDP_PACKETS * FRAME_BYTES
+    assert mix["udp"] >= UDP_PACKETS * FRAME_BYTES
+    packets = sum(r["packets"] * step for r in site.run(overview.IFACE_PPS, values, step))
+    assert round(packets) >= UDP_PACKETS + 2 * TCP_ATTEMPTS
+
+
+def test_flow_explorer_filters_to_the_flow_sent(site: Site):
+    values = site.values(src=g.Value(site.link.peer.ip), service=g.Value(f"udp/{PORT}"))
+    rows = site.run(flow_explorer.FLOWS, values)
+    assert [(r["src"], r["dst"], r["dir"], r["packets"], r["bytes"]) for r in rows] == [
+        (site.link.peer.ip, site.link.ip, "ingress", UDP_PACKETS, UDP_PACKETS * FRAME_BYTES)]
+    assert site.run(flow_explorer.FLOWS, site.values(src=g.Value("203.0.113."))) == []
+
+
+def test_syn_and_rst_panels_count_the_refused_connections(site: Site):
+    syn = site.run(_query("TCP SYN / RST", box_detail.UID, "A"), site.values())
+    rst = site.run(_query("TCP SYN / RST", box_detail.UID, "B"), site.values())
+    per_dir = {d: (sum(r["syn"] * 10 for r in syn if r["dir"] == d),
+                   sum(r["rst"] * 10 for r in rst if r["dir"] == d))
+               for d in ("egress", "ingress")}
+    # Our SYNs leave (egress); the test host's RSTs come back (ingress).
+    assert per_dir == {"egress": (TCP_ATTEMPTS, 0), "ingress": (0, TCP_ATTEMPTS)}
+    assert _sum(site.run(box_detail.ACTIVE_FLOWS, site.values()), "flows") > 0
+
+
+def test_sampled_packets_table_shows_the_udp_packets(site: Site):
+    rows = site.run(box_detail.PACKETS, site.values())
+    ours = [r for r in rows if r["src"] == site.link.peer.ip and r["dport"] == PORT]
+    assert ours and all(r["sample_rate"] == SAMPLE_RATE and r["proto"] == "udp"
+                        and r["length"] == FRAME_BYTES and r["dir"] == "ingress" for r in ours)
+
+
+def test_collector_health_panels(site: Site):
+    values = site.values()
+    coverage = [r["coverage"] for r in site.run(collector_health.COVERAGE, values)
+                if r["coverage"] is not None]
+    assert coverage and all(0 < c <= 1.0 for c in coverage) and max(coverage) == 1.0
+    for query, column in ((collector_health.OVERFLOWS, "overflows"),
+                          (collector_health.RINGBUF_LOST, "lost"),
+                          (collector_health.WRITE_ERRORS, "connection"),
+                          (collector_health.SPOOL, "spool")):
+        rows = site.run(query, values)
+        assert rows and _sum(rows, column) == 0, column   # a healthy run loses nothing
+    ns = [r["ns"] for r in site.run(collector_health.BPF_NS, values) if r["ns"] is not None]
+    assert ns and all(0 < n < 100_000 for n in ns)
+    assert _sum(site.run(collector_health.FLOWS_EXPORTED, values), "flows") > 0
+    [seen] = site.run(collector_health.LAST_SEEN, values)
+    assert seen["box"] == BOX and seen["interfaces"] == 1
+    assert site.began_ms * 1_000_000 < seen["time"] <= site.stopped_ms * 1_000_000
+
+
+def test_silent_boxes_after_the_collector_stopped(site: Site):
+    """Stopped more than a second ago: silent for $silent = 1s, not for 1h."""
+    quiet = site.values(silent="1s")
+    rows = site.run(site_overview.SILENT_BOXES, quiet)
+    assert [(r["box"], r["interfaces"]) for r in rows] == [(BOX, 1)]
+    assert site.run(site_overview.REPORTING_BOXES, quiet) == []
+    [reporting] = site.run(site_overview.REPORTING_BOXES, site.values(silent="1h"))
+    assert reporting["boxes"] == 1
+
+
+def test_report_draws_the_overview(site: Site, tmp_path: Path):
+    out = tmp_path / "report.png"
+    proc = subprocess.run(
+        [str(REPO / ".venv/bin/sitevis"), "report", "--url", site.influx.url,
+         "--site", SITE, "--since", "10m", "-o", str(out)],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    header = out.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", header[16:24])
+    assert (width, height) == (1170, 720)
+    assert out.stat().st_size > 20_000     # four drawn panels, not an empty canvas
+    if os.environ.get("SITEVIS_REPORT_EXAMPLE"):
+        Path(os.environ["SITEVIS_REPORT_EXAMPLE"]).write_bytes(out.read_bytes())
+
+
+def test_report_without_data_is_one_line(site: Site, tmp_path: Path):
+    proc = subprocess.run(
+        [str(REPO / ".venv/bin/sitevis"), "report", "--url", site.influx.url,
+         "--site", "nowhere", "-o", str(tmp_path / "x.png")],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("sitevis report: no data for site nowhere")
+    assert len(proc.stderr.splitlines()) == 1 and not (tmp_path / "x.png").exists()
+
+
+def test_report_unreachable_influxdb_is_one_line(tmp_path: Path):
+    proc = subprocess.run(
+        [str(REPO / ".venv/bin/sitevis"), "report", "--url", "http://127.0.0.1:9",
+         "-o", str(tmp_path / "x.png")],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "sitevis report: cannot reach InfluxDB at http://127.0.0.1:9: "
+        "[Errno 111] Connection refused"]
