@@ -94,7 +94,8 @@ def _rows(series: list[Series], label_columns: tuple[str, ...]) -> list[tuple[st
     for s in series:
         idx = {c: i for i, c in enumerate(s.columns)}
         for v in s.values:
-            label = " → ".join(str(v[idx[c]]) for c in label_columns)
+            # Non-IP rows (ARP, ...) carry no addresses: InfluxDB stores no empty tags.
+            label = " → ".join(str(v[idx[c]] or "-") for c in label_columns)
             rows.append((label, float(v[idx["bytes"]] or 0)))
     return sorted(rows, key=lambda r: -r[1])
 
@@ -112,6 +113,7 @@ def draw(data: Overview, out: Path, title: str) -> None:
 
     matplotlib.use("Agg")  # files only: no display on servers and CI
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import EngFormatter
 
     fig, axes = plt.subplots(2, 2, figsize=(13, 8), dpi=90)
     fig.suptitle(title)
@@ -123,6 +125,7 @@ def draw(data: Overview, out: Path, title: str) -> None:
         ax.plot(times, [v[1] or 0 for v in s.values], label=f"{s.tags.get('box')} {arrow}")
     if data.traffic:
         ax.legend(fontsize="small")
+    ax.yaxis.set_major_formatter(EngFormatter(unit="b/s"))
     ax.tick_params(axis="x", labelrotation=20, labelsize="small")
     for ax, name, series, cols in (
             (axes[0][1], "Top talkers (bytes)", data.talkers, ("src", "dst")),
@@ -139,8 +142,11 @@ def draw(data: Overview, out: Path, title: str) -> None:
     mix = [(s.tags.get("proto", "?"), float(s.values[0][1] or 0)) for s in data.protocols
            if s.values]
     if mix:
-        ax.pie([m[1] for m in mix], labels=[f"{p} ({_bytes(n)})" for p, n in mix],
-               textprops={"fontsize": "small"})
+        mix.sort(key=lambda m: -m[1])
+        ax.pie([m[1] for m in mix], startangle=90, counterclock=False)
+        # A legend, not slice labels: small protocols' labels would overlap.
+        ax.legend([f"{p}  {_bytes(n)}" for p, n in mix], loc="center left",
+                  bbox_to_anchor=(1.0, 0.5), fontsize="small")
     for ax in (a for row in axes for a in row):
         if not ax.has_data():
             ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
