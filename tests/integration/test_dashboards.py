@@ -317,3 +317,25 @@ def test_report_unreachable_influxdb_is_one_line(tmp_path: Path):
     assert proc.stderr.splitlines() == [
         "sitevis report: cannot reach InfluxDB at http://127.0.0.1:9: "
         "[Errno 111] Connection refused"]
+
+
+def test_report_sends_credentials_and_names_a_refusal(influxdb_auth: InfluxServer,
+                                                      tmp_path: Path):
+    influxdb_auth.query("CREATE USER admin WITH PASSWORD 'right' WITH ALL PRIVILEGES")
+    influxdb_auth.query(f"CREATE DATABASE {DB}", auth=("admin", "right"))
+    secret = tmp_path / "password"
+    secret.write_text("right\n")
+
+    def report(*auth: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(REPO / ".venv/bin/sitevis"), "report", "--url", influxdb_auth.url,
+             "--rp", "autogen", *auth, "-o", str(tmp_path / "x.png")],
+            capture_output=True, text=True, timeout=120)
+
+    wrong = report("--user", "admin", "--password", "wrong")
+    assert wrong.returncode == 1 and len(wrong.stderr.splitlines()) == 1
+    assert wrong.stderr.startswith(f"sitevis report: InfluxDB at {influxdb_auth.url} "
+                                   "answered 401")
+    right = report("--user", "admin", "--password-file", str(secret))
+    assert right.returncode == 1       # accepted, and the database is empty
+    assert right.stderr.startswith("sitevis report: no data for any site")
