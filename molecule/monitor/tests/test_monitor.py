@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import subprocess
 import time
 import tomllib
 import urllib.error
@@ -149,13 +150,15 @@ def test_each_user_holds_exactly_one_privilege(base):
     for user, privilege in (("collector", "WRITE"), ("grafana", "READ")):
         status, body = query(base, f'SHOW GRANTS FOR "{user}"', auth=ADMIN)
         assert status == 200
-        assert [(r["database"], r["privilege"]) for r in rows(body)] == [(DATABASE, privilege)]
+        held = [(r["database"], r["privilege"]) for r in rows(body)]
+        assert [g for g in held if g[1] != "NO PRIVILEGES"] == [(DATABASE, privilege)]
 
 
 def test_collector_writes_but_cannot_read_or_administer(base):
     point = "flow,box=molecule,iface=eth0 bytes=10i,packets=1i"
     assert write(base, point, auth=collector())[0] == 204
     assert query(base, "SELECT * FROM flow", auth=collector(), db=DATABASE)[0] == 403
+    assert query(base, "SELECT * FROM runtime", auth=collector(), db="_internal")[0] == 403
     assert query(base, "CREATE DATABASE stolen", auth=collector())[0] == 403
     assert query(base, "CREATE USER intruder WITH PASSWORD 'x'", auth=collector())[0] == 403
     assert query(base, "DROP DATABASE sitevis", auth=collector())[0] == 403
@@ -284,3 +287,93 @@ def test_no_secret_in_the_ansible_log():
     assert "Schema | Create users" in log  # the log covers the runs that set passwords
     for value in all_secrets():
         assert value not in log
+
+
+# --- the grafana role's install path (Grafana's repository) --------------------------
+
+REACH = (
+    "import urllib.request; urllib.request.urlopen("
+    "urllib.request.Request('https://apt.grafana.com/gpg.key', method='HEAD'), timeout=10)"
+)
+
+
+def test_grafana_install_in_check_mode_passes_or_names_the_unreachable_repository(host):
+    """--check with grafana_install: true: passes where the repository is reachable,
+    else fails with the one clear line naming the URL (as on these test machines)."""
+    reachable = host.run("python3 -c %s", REACH).rc == 0
+    scenario = Path(__file__).parents[1]
+    env = os.environ | {
+        "ANSIBLE_CONFIG": str(ephemeral() / "ansible.cfg"),
+        "ANSIBLE_ROLES_PATH": str(scenario.parents[1] / "roles"),
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    run = subprocess.run(
+        ["ansible-playbook", "-i", str(ephemeral() / "inventory"), "--check",
+         str(scenario / "grafana_install_check.yml")],
+        env=env, capture_output=True, text=True, timeout=600, check=False,
+    )
+    if reachable:
+        assert run.returncode == 0, run.stdout[-3000:]
+    else:
+        assert run.returncode != 0
+        output = " ".join((run.stdout + run.stderr).split())
+        assert "Cannot reach https://apt.grafana.com/gpg.key" in output, output[-3000:]
+        assert "grafana_install: false" in output
+    # Check mode changed nothing: Grafana's repository was not added.
+    assert not host.file("/etc/apt/sources.list.d/grafana.sources").exists
+
+
+# --- drift is repaired (runs last: it changes state, then converges it back) ---------
+
+
+def converge(*extra: str) -> subprocess.CompletedProcess:
+    scenario = Path(__file__).parents[1]
+    env = os.environ | {
+        "ANSIBLE_CONFIG": str(ephemeral() / "ansible.cfg"),
+        "ANSIBLE_ROLES_PATH": str(scenario.parents[1] / "roles"),
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    return subprocess.run(
+        ["ansible-playbook", "-i", str(ephemeral() / "inventory"), *extra,
+         str(scenario / "converge.yml")],
+        env=env, capture_output=True, text=True, timeout=900, check=False,
+    )
+
+
+def test_zz_the_role_repairs_drift_and_then_changes_nothing(base):
+    for statement in (
+        "GRANT ALL ON sitevis TO grafana",
+        "CREATE DATABASE other",
+        "GRANT WRITE ON other TO collector",
+        "GRANT ALL PRIVILEGES TO collector",
+        "SET PASSWORD FOR grafana = 'drifted'",
+        "DROP CONTINUOUS QUERY sitevis_flow_5m ON sitevis",
+        "CREATE CONTINUOUS QUERY sitevis_old_1h ON sitevis BEGIN SELECT sum(bytes) AS bytes"
+        " INTO sitevis.long.old FROM sitevis.raw.old GROUP BY time(1h), * END",
+        "ALTER RETENTION POLICY long ON sitevis DURATION 100d",
+        "ALTER RETENTION POLICY autogen ON sitevis DEFAULT",
+    ):
+        status, body = query(base, statement, auth=ADMIN)
+        assert status == 200 and "error" not in json.loads(body)["results"][0], (statement, body)
+
+    repaired = converge()
+    assert repaired.returncode == 0, repaired.stdout[-3000:]
+    assert "changed=0" not in repaired.stdout
+
+    test_each_user_holds_exactly_one_privilege(base)
+    test_the_admin_password_with_quote_backslash_and_colon_works(base)
+    test_retention_policies_raw_default_and_long(base)
+    assert set(continuous_queries(base)) == {"sitevis_flow_5m", "sitevis_iface_5m"}
+    assert query(base, "SHOW MEASUREMENTS", auth=grafana(), db=DATABASE)[0] == 200
+
+    again = converge()
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "changed=0" in again.stdout, again.stdout[-3000:]
+
+
+def test_zz_a_wrong_admin_password_stops_with_one_clear_message():
+    run = converge("-e", "influxdb_admin_password=not-the-admin-password")
+    assert run.returncode != 0
+    output = " ".join((run.stdout + run.stderr).split())
+    assert "rejects 'admin' as admin (HTTP 401)" in output, output[-3000:]
+    assert "set influxdb_admin_password to its current password" in output
