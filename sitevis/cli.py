@@ -9,6 +9,8 @@ import time
 from rich.console import Console
 
 from sitevis import __version__
+from sitevis.connection import add_connection_options, connect
+from sitevis.influx import InfluxError
 from sitevis.paths import ProjectNotFound, project_dir
 from sitevis.progress import Progress, print_summary
 from sitevis.runner import run_playbook
@@ -34,6 +36,43 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     return _playbook_command(args, "site.yml", "rollout" + (" (check)" if args.check else ""))
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    return _playbook_command(args, "verify.yml", "verify")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from sitevis import status
+
+    console = Console()
+    influx, recorded_site = connect(args)
+    site = args.site or recorded_site
+    statuses = status.collect(influx, site, window=args.window)
+    if not statuses:
+        print(f"sitevis status: no collector has written to {influx.url} "
+              f"({influx.database}) yet", file=sys.stderr)
+        return 1
+    title = f"site {site or '(all)'}: collectors, last {args.window}"
+    console.print(status.table(statuses, title, args.stale_after))
+    quiet = status.silent(statuses, args.stale_after)
+    if quiet:
+        console.print(f"[bold red]silent:[/] {', '.join(quiet)}")
+    return 3 if quiet else 0
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    from sitevis import talkers
+
+    influx, recorded_site = connect(args)
+    site = args.site or recorded_site
+    rows = talkers.top(influx, args.by, args.since, args.dir, site, args.limit)
+    if not rows:
+        print(f"sitevis top: no flows in the last {args.since} at {influx.url}", file=sys.stderr)
+        return 1
+    Console().print(talkers.table(rows, args.by, f"top {args.by}, {args.dir}, last "
+                                                 f"{args.since} (site {site or 'all'})"))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from sitevis import report  # matplotlib loads only for this command
 
@@ -42,6 +81,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     except (report.ReportError, report.InfluxError) as err:
         print(f"sitevis report: {err}", file=sys.stderr)
         return 1
+
+
+def talkers_groupings() -> list[str]:
+    from sitevis.talkers import GROUPINGS
+
+    return list(GROUPINGS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +103,31 @@ def build_parser() -> argparse.ArgumentParser:
     rollout.add_argument("--json", action="store_true",
                          help="print a machine-readable result on stdout (display on stderr)")
     rollout.set_defaults(func=cmd_rollout)
+
+    verify = sub.add_parser("verify", help="check every box's collector wrote data recently "
+                            "(verify.yml); names the silent boxes")
+    verify.add_argument("-i", "--inventory", help="inventory (default: ansible.cfg's)")
+    verify.add_argument("--limit", help="only these boxes")
+    verify.add_argument("--json", action="store_true", help="machine-readable result on stdout")
+    verify.set_defaults(func=cmd_verify)
+
+    status = sub.add_parser("status", help="per box: last seen, coverage, overflows, spool")
+    add_connection_options(status)
+    status.add_argument("--site", help="only this site (default: the inventory's)")
+    status.add_argument("--window", default="5m", help="time window for sums (e.g. 15m)")
+    status.add_argument("--stale-after", type=float, default=60.0,
+                        help="seconds without data after which a box counts as silent")
+    status.set_defaults(func=cmd_status)
+
+    top = sub.add_parser("top", help="site-wide top talkers over a time range")
+    add_connection_options(top)
+    top.add_argument("--site", help="only this site (default: the inventory's)")
+    top.add_argument("--since", default="1h", help="time range, e.g. 15m, 6h, 7d")
+    top.add_argument("--by", choices=sorted(talkers_groupings()), default="talkers")
+    top.add_argument("--dir", choices=["ingress", "egress"], default="ingress",
+                     help="count each flow once: as received (default) or as sent")
+    top.add_argument("--limit", type=int, default=15)
+    top.set_defaults(func=cmd_top)
 
     report = sub.add_parser("report", help="draw the site overview from InfluxDB to a PNG")
     report.add_argument("--url", default="http://127.0.0.1:8086", help="InfluxDB (v1 API)")
@@ -79,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ProjectNotFound as err:
-        print(f"sitevis: {err}", file=sys.stderr)
+    except (ProjectNotFound, InfluxError) as err:
+        print(f"sitevis {args.command}: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("sitevis: interrupted", file=sys.stderr)

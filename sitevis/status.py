@@ -1,0 +1,98 @@
+"""`sitevis status`: per box, is the collector alive and is what it sees complete?"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from rich.table import Table
+
+from sitevis.influx import Influx
+
+# A box is stale when its last self-metric is older than this (a few intervals).
+STALE_AFTER_S = 60
+
+
+@dataclass
+class BoxStatus:
+    box: str
+    last_seen_ms: int | None = None
+    interfaces: int | None = None
+    packets: int = 0
+    kernel_packets: int = 0
+    overflow_events: int = 0
+    ringbuf_lost: int = 0
+    write_errors: int = 0
+    spool_bytes: int | None = None
+
+    def age(self, now_ms: int) -> float | None:
+        return None if self.last_seen_ms is None else (now_ms - self.last_seen_ms) / 1000
+
+    @property
+    def coverage(self) -> float | None:
+        return self.packets / self.kernel_packets if self.kernel_packets else None
+
+
+def _site_filter(site: str | None) -> str:
+    return f" AND site = '{_quote(site)}'" if site else ""
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def collect(influx: Influx, site: str | None, window: str = "5m") -> list[BoxStatus]:
+    boxes: dict[str, BoxStatus] = {}
+
+    def box(name: str) -> BoxStatus:
+        return boxes.setdefault(name, BoxStatus(name))
+
+    where = f"WHERE time > now() - 400d{_site_filter(site)}"
+    for s in influx.query("SELECT LAST(flows_exported) FROM sitevis_collector "
+                          f"{where} GROUP BY box"):
+        box(s.tags["box"]).last_seen_ms = s.values[0][0]
+    recent = f"WHERE time > now() - {window}{_site_filter(site)}"
+    for s in influx.query(
+            "SELECT LAST(interfaces_attached) AS i, LAST(spool_bytes) AS spool, "
+            "SUM(overflow_events) AS o, SUM(ringbuf_lost) AS r, SUM(write_errors) AS w "
+            f"FROM sitevis_collector {recent} GROUP BY box"):
+        row = dict(zip(s.columns, s.values[0], strict=True))
+        b = box(s.tags["box"])
+        b.interfaces, b.spool_bytes = row["i"], row["spool"]
+        b.overflow_events, b.ringbuf_lost = row["o"] or 0, row["r"] or 0
+        b.write_errors = row["w"] or 0
+    for s in influx.query("SELECT SUM(packets) AS p, SUM(kernel_packets) AS k FROM iface "
+                          f"{recent} GROUP BY box"):
+        row = dict(zip(s.columns, s.values[0], strict=True))
+        b = box(s.tags["box"])
+        b.packets, b.kernel_packets = row["p"] or 0, row["k"] or 0
+    return sorted(boxes.values(), key=lambda b: b.box)
+
+
+def table(statuses: list[BoxStatus], title: str, stale_after: float = STALE_AFTER_S,
+          now_ms: int | None = None) -> Table:
+    now_ms = now_ms or int(time.time() * 1000)
+    out = Table(title=title, title_justify="left")
+    for name in ("box", "last seen", "interfaces", "coverage", "overflows", "ring lost",
+                 "write errors", "spool"):
+        out.add_column(name, justify="left" if name == "box" else "right")
+    for s in statuses:
+        age = s.age(now_ms)
+        seen = "never" if age is None else f"{age:.0f} s ago"
+        if age is None or age > stale_after:
+            seen = f"[bold red]{seen}[/]"
+        coverage = "—" if s.coverage is None else f"{100 * s.coverage:.1f} %"
+        if s.coverage is not None and s.coverage < 0.99:
+            coverage = f"[yellow]{coverage}[/]"
+        out.add_row(s.box, seen, str(s.interfaces if s.interfaces is not None else "—"),
+                    coverage, str(s.overflow_events), str(s.ringbuf_lost),
+                    str(s.write_errors),
+                    "—" if s.spool_bytes is None else f"{s.spool_bytes} B")
+    return out
+
+
+def silent(statuses: list[BoxStatus], stale_after: float = STALE_AFTER_S,
+           now_ms: int | None = None) -> list[str]:
+    now_ms = now_ms or int(time.time() * 1000)
+    return [s.box for s in statuses
+            if s.age(now_ms) is None or (s.age(now_ms) or 0) > stale_after]
