@@ -6,7 +6,8 @@ sitevis (ingress + egress filters, as the collector attaches them, default setti
 `tcpdump -w /dev/null -s 96 -i veth0`. Busy jiffies of the whole VM (/proc/stat:
 user+nice+system+irq+softirq, all CPUs) over the sending window, divided by the
 packets, minus the same with nothing attached = added CPU per packet. Runs are
-interleaved and medians compared. The machine is shared, so a second, less noisy
+interleaved in rotating order; added = median over rounds of (watcher - baseline of
+the same round). The machine is shared, so a second, less noisy
 estimate is printed beside it: CPU of the processes we started (trafgen, tcpdump)
 plus the kernel's own (irq + softirq time, kernel threads such as ksoftirqd).
 """
@@ -129,8 +130,10 @@ def measure(the_lab: Lab, sitevis: Sitevis, *, packets: int = 300_000,
 
     runs: dict[str, list[Run]] = {n: [] for n in (NONE, FLOW5, SITEVIS, TCPDUMP)}
     try:
-        for _ in range(reps):
-            for name in runs:
+        names = list(runs)
+        for rep in range(reps):
+            # Rotate the order so no watcher always follows the same one.
+            for name in names[rep % len(names):] + names[:rep % len(names)]:
                 with watcher(name) as info:
                     ticks: Callable[[], int] = info["ticks"]  # type: ignore[assignment]
                     settle(0.1)
@@ -155,14 +158,20 @@ def _table(runs: dict[str, list[Run]], *, packets: int, rate_pps: int, reps: int
            frame: int) -> Table:
     vm = {n: median([r.vm_ns for r in rs]) for n, rs in runs.items()}
     own = {n: median([r.own_ns for r in rs]) for n, rs in runs.items()}
-    added = {n: vm[n] - vm[NONE] for n in runs}
-    added_own = {n: own[n] - own[NONE] for n in runs}
+    # Added = median over rounds of (watcher - baseline of the same round): paired, so a
+    # slow drift in what else the VM does cancels out.
+    added = {n: median([r.vm_ns - b.vm_ns for r, b in zip(rs, runs[NONE], strict=True)])
+             for n, rs in runs.items()}
+    added_own = {n: median([r.own_ns - b.own_ns
+                            for r, b in zip(rs, runs[NONE], strict=True)])
+                 for n, rs in runs.items()}
     table = Table(
         f"3. CPU added per packet, whole VM (/proc/stat busy jiffies; {reps} interleaved runs "
         f"x {packets} packets of {frame} B at trafgen -b {rate_pps} pps)",
         ["watcher", "achieved rate (kpps)", "VM busy ns/pkt (median)", "min-max",
-         "added ns/pkt", "x tcpdump's added", "ours+kernel ns/pkt (median)", "min-max",
-         "added ns/pkt", "x tcpdump's added", "seen / sent", "target", "result"],
+         "added ns/pkt (paired median)", "x tcpdump's added", "ours+kernel ns/pkt (median)",
+         "min-max", "added ns/pkt (paired median)", "x tcpdump's added", "seen / sent",
+         "target", "result"],
     )
     ratio = added[SITEVIS] / added[TCPDUMP] if added[TCPDUMP] > 0 else float("inf")
     ratio_own = (added_own[SITEVIS] / added_own[TCPDUMP] if added_own[TCPDUMP] > 0
