@@ -30,29 +30,30 @@ SRCS, PORTS = 64, 63
 
 
 def measure(the_lab: Lab, sitevis: Sitevis, *, packets: int = 1_000_000,
-            sizes: tuple[int, ...] = (64, 512), cpus: int = 1, srcs: int = SRCS,
+            sizes: tuple[int, ...] = (64, 512), cpus: tuple[int, ...] = (1, 2),
+            srcs: int = SRCS,
             ports: int = PORTS, bypass_packets: int = 100_000) -> Table:
     left, right = the_lab.left, the_lab.right
     table = Table(
         f"2. Counting accuracy at full trafgen speed ({packets} packets per size, "
         f"{min(packets, srcs * ports)} flows): sitevis totals vs trafgen and kernel counters",
-        ["frame", "trafgen mode", "rate (Mpps)", "sent (trafgen)", "egress: sitevis",
-         "egress: veth tx", "ingress (peer): sitevis", "ingress (peer): veth rx",
+        ["frame", "trafgen mode", "sending CPUs", "rate (Mpps)", "sent (trafgen)",
+         "egress: sitevis", "egress: veth tx", "ingress (peer): sitevis", "ingress (peer): veth rx",
          "sitevis bytes = sentxsize", "flows sum = totals", "counted/sent", "target",
          "result"],
     )
-    runs = [(size, True, packets) for size in sizes]
+    runs = [(size, True, packets, n) for n in cpus for size in sizes]
     if bypass_packets:
-        runs.append((sizes[0], False, bypass_packets))
+        runs.append((sizes[0], False, bypass_packets, cpus[0]))
     remove = [sitevis.attach(left, ("egress",)), sitevis.attach(right, ("ingress",))]
     results: dict[str, float] = {}
     flows_seen: dict[str, int] = {}
     try:
-        for size, qdisc, count in runs:
+        for size, qdisc, count, n_cpus in runs:
             conf = the_lab.conf(size, srcs, ports)
             sitevis.drain()
             before = the_lab.counters(left), the_lab.counters(right)
-            sent = run_trafgen(left, conf, count, qdisc_path=qdisc, cpus=cpus)
+            sent = run_trafgen(left, conf, count, qdisc_path=qdisc, cpus=n_cpus)
             settle(0.3)
             got = sitevis.drain()
             after = the_lab.counters(left), the_lab.counters(right)
@@ -71,15 +72,17 @@ def measure(the_lab: Lab, sitevis: Sitevis, *, packets: int = 1_000_000,
             mode = "-q (qdisc path)" if qdisc else "no -q (QDISC_BYPASS)"
             drop = f" (+{rx_drop} dropped)" if rx_drop else ""
             if qdisc:
-                results[f"{size}"] = share
-                flows_seen[f"{size}"] = n_flows
-                table.checks[f"{size}-byte frames counted exactly (100 %)"] = exact
-                table.add(f"{size} B", mode, f"{sent.pps / 1e6:.2f}", sent.sent, eg_p, tx,
+                label = f"{size}" if n_cpus == cpus[0] else f"{size}/{n_cpus}cpu"
+                results[label] = share
+                flows_seen[label] = n_flows
+                table.checks[f"{size}-byte frames from {n_cpus} CPU(s) counted exactly "
+                             "(100 %)"] = exact
+                table.add(f"{size} B", mode, n_cpus, f"{sent.pps / 1e6:.2f}", sent.sent, eg_p, tx,
                           in_p, f"{rx}{drop}", bytes_ok, sums_ok, f"{100 * share:.4f} %",
                           "100 %", verdict(exact))
             else:
-                table.add(f"{size} B", mode, f"{sent.pps / 1e6:.2f}", sent.sent, eg_p, tx,
-                          in_p, f"{rx}{drop}", "", "", f"{100 * share:.4f} %",
+                table.add(f"{size} B", mode, n_cpus, f"{sent.pps / 1e6:.2f}", sent.sent, eg_p,
+                          tx, in_p, f"{rx}{drop}", "", "", f"{100 * share:.4f} %",
                           "info", "expected 0 at egress")
     finally:
         for rm in remove:
@@ -97,13 +100,15 @@ def measure(the_lab: Lab, sitevis: Sitevis, *, packets: int = 1_000_000,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.accuracy", description=__doc__)
     parser.add_argument("--packets", type=int, default=1_000_000)
-    parser.add_argument("--cpus", type=int, default=1)
+    parser.add_argument("--cpus", type=int, nargs="+", default=[1, 2],
+                        help="trafgen sending CPUs; one pass per value")
     args = parser.parse_args(argv)
     try:
         with lab() as the_lab:
             sitevis = Sitevis(the_lab)
             try:
-                table = measure(the_lab, sitevis, packets=args.packets, cpus=args.cpus)
+                table = measure(the_lab, sitevis, packets=args.packets,
+                                cpus=tuple(args.cpus))
             finally:
                 sitevis.close()
     except BenchError as err:

@@ -37,7 +37,7 @@ def run_all(*, quick: bool = False) -> list[Table]:
                 show(bpf_cost.measure(the_lab, sitevis, packets=4_000, reps=1, srcs=1000,
                                       ports=1))
                 show(accuracy.measure(the_lab, sitevis, packets=4_000, srcs=1000, ports=1,
-                                      bypass_packets=2_000))
+                                      cpus=(1,), bypass_packets=2_000))
                 show(cpu.measure(the_lab, sitevis, packets=20_000, rate_pps=50_000, reps=1))
             else:
                 show(bpf_cost.measure(the_lab, sitevis))
