@@ -29,16 +29,22 @@ RP_OPTIONS = (("raw", "10s"), ("long", "5m"))
 TAG_VARIABLES = ("site", "box", "iface", "dir")
 
 
-def _tag_values(key: str, parents: tuple[str, ...]) -> str:
+def _tag_values(measurement: str, key: str, parents: tuple[str, ...]) -> str:
     where = " AND ".join(f'"{p}" =~ /^${p}$/' for p in parents)
-    return (f'SHOW TAG VALUES FROM "iface" WITH KEY = "{key}"'
+    return (f'SHOW TAG VALUES FROM "{measurement}" WITH KEY = "{key}"'
             + (f" WHERE {where}" if where else ""))
 
 
-def tag_variable(key: str, label: str, *, multi: bool = True) -> QueryVariable:
-    """A variable listing a tag's values, narrowed by the variables before it."""
-    parents = TAG_VARIABLES[:TAG_VARIABLES.index(key)]
-    query = _tag_values(key, parents)
+def tag_variable(key: str, label: str, *, multi: bool = True,
+                 measurement: str = "iface") -> QueryVariable:
+    """A variable listing a tag's values, narrowed by the variables before it.
+
+    Multi-valued ones are always used as =~ /^$var$/: Grafana then regex-escapes each
+    value and joins them as (a|b), so "All" needs no allValue.
+    """
+    parents = (TAG_VARIABLES[:TAG_VARIABLES.index(key)] if key in TAG_VARIABLES
+               else TAG_VARIABLES[:3])
+    query = _tag_values(measurement, key, parents)
     var = (QueryVariable(key).label(label).datasource(DATASOURCE).query(query)
            .definition(query).refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
            .sort(dm.VariableSort.NATURAL_ASC))

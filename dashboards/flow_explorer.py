@@ -8,9 +8,11 @@ from dashboards import common as c
 from sitevis import overview as q
 
 UID = "sitevis-flow-explorer"
-# Text boxes match from the start of the value; empty matches everything.
+# Address text boxes match from the start (empty matches everything); addresses hold
+# only [0-9a-f.:], harmless in a regex whether or not Grafana escapes a text box. Service
+# names hold "/", so services are a multi-value variable, which Grafana always escapes.
 FLOW_FILTER = (f'{q.TRAFFIC_FILTER} AND "src" =~ /^$src/ AND "dst" =~ /^$dst/ '
-               'AND "service" =~ /^$service/')
+               'AND "service" =~ /^$service$/')
 FLOWS = ('SELECT SUM("bytes") AS "bytes", SUM("packets") AS "packets", '
          'SUM("flows") AS "flows" FROM "${rp:text}"."flow" '
          f'WHERE {FLOW_FILTER} AND $timeFilter '
@@ -30,7 +32,7 @@ def build() -> Dashboard:
         .with_variable(c.rp_variable())
         .with_variable(c.text_variable("src", "Source", "Address prefix, e.g. 10.1."))
         .with_variable(c.text_variable("dst", "Destination", "Address prefix"))
-        .with_variable(c.text_variable("service", "Service", "e.g. tcp/443 or udp/"))
+        .with_variable(c.tag_variable("service", "Service", measurement="flow"))
         .with_panel(c.graph("Matching traffic per service", "bps",
                             c.query(BY_SERVICE, "$tag_service $tag_dir"), interval="$rp",
                             width=24))
