@@ -82,7 +82,3 @@ def targets(board: dict) -> Iterator[tuple[dict, dict]]:
 def variables(board: dict) -> list[dict]:
     return board.get("templating", {}).get("list", [])
 
-
-def seconds(interval: str) -> int:
-    number, unit = int(interval[:-1]), interval[-1]
-    return number * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
