@@ -63,13 +63,14 @@ def measure(the_lab: Lab, sitevis: Sitevis, *, packets: int = 1_000_000, reps: i
                 sitevis.drain, lambda: sitevis.attach(left, ("egress",))),
         }
         runs: dict[str, list[Run]] = {name: [] for name in subjects}
+        how = ""
         for _ in range(reps):
             for name, (fd, counted, reset, attach) in subjects.items():
                 reset()
                 detach = attach()
                 try:
                     t0, c0 = prog_run_stats(fd)
-                    with bpf_stats():
+                    with bpf_stats() as how:
                         sent = run_trafgen(left, conf, packets, cpus=cpus, rate_pps=rate_pps)
                     t1, c1 = prog_run_stats(fd)
                 finally:
@@ -80,8 +81,10 @@ def measure(the_lab: Lab, sitevis: Sitevis, *, packets: int = 1_000_000, reps: i
     finally:
         counter.close()
         flow5.close()
-    return _table(runs, packets=packets, reps=reps, frame=frame,
-                  flows=min(packets, srcs * ports), rate_pps=rate_pps)
+    table = _table(runs, packets=packets, reps=reps, frame=frame,
+                   flows=min(packets, srcs * ports), rate_pps=rate_pps)
+    table.notes.append(f"BPF stats on only while trafgen sent, via {how} (closed after)")
+    return table
 
 
 def _table(runs: dict[str, list[Run]], *, packets: int, reps: int, frame: int,
