@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sitevis import overview
+from sitevis.connection import connect
 from sitevis.influx import Influx, InfluxError, Series
 
 DURATION = re.compile(r"^(\d+)([smhdw])$")
@@ -171,14 +172,15 @@ def run(args: argparse.Namespace) -> int:
         raise ReportError("--since must reach further back than --until")
     now = int(time.time())
     start, end = now - since, now - until
-    influx = Influx(args.url, args.database, args.user, _password(args))
-    data = collect(influx, site=args.site, start_s=start, end_s=end, rp=args.rp)
+    influx, recorded_site = connect(args)
+    site = args.site or recorded_site
+    data = collect(influx, site=site, start_s=start, end_s=end, rp=args.rp)
     if data.empty():
-        where = f"site {args.site}" if args.site else "any site"
-        raise ReportError(f"no data for {where} in {args.database}.{args.rp} between "
+        where = f"site {site}" if site else "any site"
+        raise ReportError(f"no data for {where} in {influx.database}.{args.rp} between "
                           f"{datetime.fromtimestamp(start, UTC):%Y-%m-%d %H:%M} and "
                           f"{datetime.fromtimestamp(end, UTC):%H:%M} UTC")
-    title = (f"sitevis — {args.site or 'all sites'} — "
+    title = (f"sitevis — {site or 'all sites'} — "
              f"{datetime.fromtimestamp(start, UTC):%Y-%m-%d %H:%M} to "
              f"{datetime.fromtimestamp(end, UTC):%H:%M} UTC ({args.rp})")
     draw(data, Path(args.output), title)

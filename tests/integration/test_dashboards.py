@@ -344,3 +344,14 @@ def test_report_sends_credentials_and_names_a_refusal(influxdb_auth: InfluxServe
     right = report("--user", "admin", "--password-file", str(secret))
     assert right.returncode == 1       # accepted, and the database is empty
     assert right.stderr.startswith("sitevis report: no data for any site")
+
+
+def test_report_without_a_known_influxdb_is_one_line(tmp_path: Path):
+    """No --url and an inventory the rollout never recorded a monitor for."""
+    proc = subprocess.run(
+        [str(REPO / ".venv/bin/sitevis"), "report", "-i", str(tmp_path),
+         "-o", str(tmp_path / "x.png")],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("sitevis report: no InfluxDB known for ")
+    assert len(proc.stderr.splitlines()) == 1
