@@ -51,7 +51,10 @@ def build() -> Dashboard:
         .with_row(Row("Who and what"))
         .with_panel(c.grid("Top talkers", c.query(q.TOP_TALKERS, table_format=True),
                            description=f"The {q.TOP_N} source/destination pairs with the "
-                                       "most bytes in the time range.",
+                                       "most bytes in the time range. With Direction = "
+                                       "All, traffic between two boxes of the site counts "
+                                       "on both (sent and received): pick ingress to count "
+                                       "it once.",
                            width=8, unit="decbytes"))
         .with_panel(c.grid("Top services", c.query(q.TOP_SERVICES, table_format=True),
                            description="Server side of each connection: <proto>/<port>.",
