@@ -19,6 +19,7 @@ from sitevis.connection import connect
 from sitevis.influx import Influx, InfluxError, Series
 
 DURATION = re.compile(r"^(\d+)([smhdw])$")
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # what the influxdb role names RPs
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # Same resolution floor as the dashboards: the collector interval, or the long RP's 5 min.
 MIN_STEP = {"raw": 10, "long": 300}
@@ -167,6 +168,8 @@ def _password(args: argparse.Namespace) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry of the CLI subcommand; raises ReportError/InfluxError for one-line errors."""
+    if not IDENTIFIER.match(args.rp):
+        raise ReportError(f"--rp {args.rp!r} is not a retention policy name")
     since, until = parse_duration(args.since), parse_duration(args.until)
     if since <= until:
         raise ReportError("--since must reach further back than --until")

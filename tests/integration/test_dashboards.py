@@ -301,6 +301,11 @@ def test_report_draws_the_overview(site: Site, tmp_path: Path):
     assert out.stat().st_size > 20_000     # four drawn panels, not an empty canvas
     if os.environ.get("SITEVIS_REPORT_EXAMPLE"):
         Path(os.environ["SITEVIS_REPORT_EXAMPLE"]).write_bytes(out.read_bytes())
+    downsampled = subprocess.run(
+        [str(REPO / ".venv/bin/sitevis"), "report", "--url", site.influx.url,
+         "--rp", LONG, "--since", "1h", "-o", str(tmp_path / "long.png")],
+        capture_output=True, text=True, timeout=120)
+    assert downsampled.returncode == 0, downsampled.stderr
 
 
 def test_report_without_data_is_one_line(site: Site, tmp_path: Path):
