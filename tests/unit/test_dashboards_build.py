@@ -19,7 +19,8 @@ from dashboards import build, common, influxql
 from tests.harness import grafana as g
 
 REPO = Path(__file__).parents[2]
-SCHEMA = Path("/work/shared/reference/grafana-dashboard.jsonschema.json")
+# shared/ lies beside the checkout, for developers and CI alike.
+SCHEMA = REPO.resolve().parent / "shared" / "reference" / "grafana-dashboard.jsonschema.json"
 GRAFANA_ROLE = REPO / "roles" / "grafana"
 GRAFANA_DEFAULTS = yaml.safe_load((GRAFANA_ROLE / "defaults/main.yml").read_text())
 BOARDS = sorted(build.OUT_DIR.glob("*.json"))
