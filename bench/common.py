@@ -25,9 +25,10 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(REPO) not in sys.path:  # tests.harness lives at the repository root
     sys.path.insert(0, str(REPO))
 
+from sitevis_collector.bpfstats import enabled_stats  # noqa: E402
+
 from tests.harness.netns import Host, HostPair, create_pair, destroy_pair  # noqa: E402
 
-BPF_STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 ETH_IP_UDP = 14 + 20 + 8
 # Destination MAC that is not the peer's: the peer sees the frame at TC ingress and
@@ -390,44 +391,8 @@ def sitevis_settings(cfg=None, **override):
 
 # --- kernel statistics --------------------------------------------------------------------
 
-_SYS_BPF = {"x86_64": 321, "aarch64": 280}
-_BPF_ENABLE_STATS = 32   # enum bpf_cmd
-_BPF_STATS_RUN_TIME = 0
-
-
-def _enable_stats_fd() -> int | None:
-    """BPF_ENABLE_STATS: run-time stats on while the returned fd is open (None: unsupported)."""
-    nr = _SYS_BPF.get(os.uname().machine)
-    if nr is None:
-        return None
-    libc = ct.CDLL(None, use_errno=True)
-    attr = (ct.c_uint32 * 2)(_BPF_STATS_RUN_TIME, 0)
-    fd = libc.syscall(ct.c_long(nr), ct.c_int(_BPF_ENABLE_STATS), attr, ct.c_uint(8))
-    return fd if fd >= 0 else None
-
-
-@contextlib.contextmanager
-def bpf_stats() -> Iterator[str]:
-    """BPF run-time statistics on for the block only; yields how they were turned on.
-
-    Prefers the BPF_ENABLE_STATS command: the stats stay on while its fd is open, it is
-    reference counted, and it leaves kernel.bpf_stats_enabled alone, so anyone else who
-    toggles that sysctl meanwhile (tests of the collector's ns/packet metric do) is not
-    disturbed. Falls back to setting the sysctl to 1 and restoring its previous value.
-    """
-    fd = _enable_stats_fd()
-    if fd is not None:
-        try:
-            yield "BPF_ENABLE_STATS fd"
-        finally:
-            os.close(fd)
-        return
-    old = BPF_STATS_SYSCTL.read_text().strip()
-    BPF_STATS_SYSCTL.write_text("1\n")
-    try:
-        yield "sysctl kernel.bpf_stats_enabled=1"
-    finally:
-        BPF_STATS_SYSCTL.write_text(f"{old}\n")
+# One implementation with the collector: BPF_ENABLE_STATS fd, sysctl as the fallback.
+bpf_stats = enabled_stats
 
 
 def prog_run_stats(fd: int) -> tuple[int, int]:

@@ -7,6 +7,7 @@ every panel query of dashboards/json/ runs and is checked against the traffic se
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import struct
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sitevis_collector.bpfstats import enabled_stats
 
 from dashboards import box_detail, collector_health, flow_explorer, site_overview
 from sitevis import overview
@@ -48,7 +50,6 @@ TCP_ATTEMPTS = 3
 CLOSED_PORT = 12345          # nothing listens on the test host: each connect gets a RST
 RST_FRAME = 14 + 20 + 20     # Ethernet + IPv4 + TCP without options
 SAMPLE_RATE = 10
-BPF_STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
 RP_STEPS = {"raw": 10, "long": 300}   # the rp variable's values (panel min interval)
 
 
@@ -108,7 +109,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     tmp = tmp_path_factory.mktemp("dashboards")
     influx = InfluxServer(binary)
     link = None
-    stats_before = BPF_STATS.read_text()
+    stats = contextlib.ExitStack()
     try:
         influx.start()
         influx.query(f"CREATE DATABASE {DB}")
@@ -117,7 +118,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         link = create_link()
         began_ms = time.time_ns() // 1_000_000
         # BPF run stats only while this run lasts, for the ns/packet panel.
-        BPF_STATS.write_text("1")
+        stats.enter_context(enabled_stats())
         proc = start(write_config(tmp, link, influx.url, site=SITE, box=BOX,
                                   sample_rate=SAMPLE_RATE))
         wait_attached(link.ifname, proc)
@@ -130,7 +131,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         rc, err = stop(proc)
         assert rc == 0, err
         stopped_ms = time.time_ns() // 1_000_000
-        BPF_STATS.write_text(stats_before)
+        stats.close()
         _downsample(influx)
         time.sleep(1.2)      # so the box is silent for $silent = 1s
         # A range wider than the run, as a user's "last 30 minutes" is: the long RP's
@@ -138,7 +139,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         yield Site(influx, link, stopped_ms - 30 * 60_000, stopped_ms + 60_000, began_ms,
                    stopped_ms)
     finally:
-        BPF_STATS.write_text(stats_before)
+        stats.close()
         if link is not None:
             destroy_link(link)
         influx.cleanup()

@@ -1,23 +1,57 @@
-"""BPF run statistics of our programs (kernel.bpf_stats_enabled=1) for the ns/packet metric.
+"""BPF run statistics of our programs for the ns/packet self-metric.
 
-The sysctl costs two clock reads per program run, so the collector never turns it on;
-it reports ns/packet only while an operator (or a benchmark) has it enabled.
+The kernel only accounts run time while statistics are on (kernel.bpf_stats_enabled=1, or
+a BPF_ENABLE_STATS handle someone holds); that costs two clock reads per program run, so
+the collector never turns it on. It reports ns/packet for intervals in which run time
+was accounted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import ctypes as ct
+import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
+_SYS_BPF = {"x86_64": 321, "aarch64": 280}
+_BPF_ENABLE_STATS = 32    # enum bpf_cmd
+_BPF_STATS_RUN_TIME = 0
 
 
-def stats_enabled() -> bool:
+def _enable_stats_fd() -> int | None:
+    """BPF_ENABLE_STATS: run-time stats on while the returned fd is open (None: unsupported)."""
+    nr = _SYS_BPF.get(os.uname().machine)
+    if nr is None:
+        return None
+    libc = ct.CDLL(None, use_errno=True)
+    attr = (ct.c_uint32 * 2)(_BPF_STATS_RUN_TIME, 0)
+    fd = libc.syscall(ct.c_long(nr), ct.c_int(_BPF_ENABLE_STATS), attr, ct.c_uint(8))
+    return fd if fd >= 0 else None
+
+
+@contextlib.contextmanager
+def enabled_stats() -> Iterator[str]:
+    """BPF run-time statistics on for the block only; yields how they were turned on.
+
+    Prefers BPF_ENABLE_STATS: reference counted and on only while its fd is open, so
+    concurrent users never leave the sysctl switched on. Falls back to the sysctl (set,
+    then restored). Needs CAP_SYS_ADMIN either way.
+    """
+    fd = _enable_stats_fd()
+    if fd is not None:
+        try:
+            yield "BPF_ENABLE_STATS fd"
+        finally:
+            os.close(fd)
+        return
+    old = STATS_SYSCTL.read_text().strip()
+    STATS_SYSCTL.write_text("1\n")
     try:
-        return STATS_SYSCTL.read_text().strip() == "1"
-    except OSError:
-        return False
-
+        yield "sysctl kernel.bpf_stats_enabled=1"
+    finally:
+        STATS_SYSCTL.write_text(f"{old}\n")
 
 def prog_run_stats(fd: int) -> tuple[int, int]:
     """(run_time_ns, run_cnt) of the program behind a file descriptor of this process."""
@@ -38,15 +72,13 @@ class NsPerPacket:
         self._prev: tuple[int, int] | None = None
 
     def sample(self, fds: Iterable[int]) -> float | None:
-        if not stats_enabled():
-            self._prev = None
-            return None
         total_ns = total_runs = 0
         for fd in fds:
             ns, runs = prog_run_stats(fd)
             total_ns += ns
             total_runs += runs
         prev, self._prev = self._prev, (total_ns, total_runs)
-        if prev is None or total_runs <= prev[1]:
+        # No run, or runs without accounted time (statistics off for the whole interval).
+        if prev is None or total_runs <= prev[1] or total_ns <= prev[0]:
             return None
         return (total_ns - prev[0]) / (total_runs - prev[1])
