@@ -6,14 +6,18 @@ kernel side (bpf loader + drain) -> DrainResult -> aggregate -> line protocol ->
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 INGRESS = "ingress"
 EGRESS = "egress"
 
 
-@dataclass(frozen=True, slots=True)
-class FlowKey:
-    """One in-kernel flow table key, decoded. Addresses are text (IPv4/IPv6)."""
+class FlowKey(NamedTuple):
+    """One in-kernel flow table key, decoded. Addresses are text (IPv4/IPv6).
+
+    A NamedTuple, not a frozen dataclass: 100k are made and hashed every interval,
+    and construction and hashing stay in C.
+    """
 
     ifname: str
     direction: str          # INGRESS | EGRESS
