@@ -7,7 +7,8 @@ replayed write overwrites itself and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import heapq
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -60,15 +61,33 @@ _Row = list[int]
 P, B, F, T = range(4)
 
 
-def _flow_rows(result: DrainResult, port_bound: int
+def _flow_rows(result: DrainResult, port_bound: int, consume: bool = False
                ) -> dict[tuple[str, str], dict[_RowKey, _Row]]:
+    """Group flows into rows; consume=True empties result.flows on the way, so each
+    drained flow is freed as soon as it is in a row (memory at 100k flows)."""
     groups: dict[tuple[str, str], dict[_RowKey, _Row]] = {}
-    for key, c in result.flows.items():
-        group = (key.ifname, key.direction)
+    flows = result.flows
+    items = _popping(flows) if consume else flows.items()
+    # service_name() inlined for ported protocols, its strings made once per port
+    # (100k calls per interval cost measurably more).
+    by_port: dict[str, dict[int, str]] = {}
+    for key, c in items:
+        ifname, direction, _, proto, src, dst, sport, dport, _ = key
+        group = (ifname, direction)
         rows = groups.get(group)
         if rows is None:
             rows = groups[group] = {}
-        row_key = (key.proto, key.src, key.dst, service_name(key, port_bound))
+        if proto in PORTED and (sport or dport):
+            port = sport if sport < dport else dport
+            names = by_port.get(proto)
+            if names is None:
+                names = by_port[proto] = {-1: f"{proto}/{EPHEMERAL}"}
+            service = names.get(port if port < port_bound else -1)
+            if service is None:
+                service = names[port] = f"{proto}/{port}"
+        else:
+            service = service_name(key, port_bound)
+        row_key = (proto, src, dst, service)
         row = rows.get(row_key)
         if row is None:
             rows[row_key] = [c.packets, c.bytes, 1, c.tcp_flags]
@@ -80,50 +99,64 @@ def _flow_rows(result: DrainResult, port_bound: int
     return groups
 
 
+def _popping(flows: dict[FlowKey, FlowCounters]) -> Iterator[tuple[FlowKey, FlowCounters]]:
+    popitem = flows.popitem
+    while flows:
+        yield popitem()
+
+
+def _rank(item: tuple[_RowKey, _Row]) -> tuple[int, int, _RowKey]:
+    # Largest bytes first, ties broken by packets, then by the key: a deterministic cut.
+    row = item[1]
+    return -row[B], -row[P], item[0]
+
+
 def _top_n(rows: dict[_RowKey, _Row], n: int) -> dict[_RowKey, _Row]:
     """Keep the n largest rows by bytes; sum the rest into one 'other' row."""
     if len(rows) <= n:
         return rows
-    # Ties broken by packets, then by the key, so the cut is deterministic.
-    ranked = sorted(rows.items(), key=lambda kv: (-kv[1][B], -kv[1][P], kv[0]))
-    kept = dict(ranked[:n])
-    rest = [0, 0, 0, 0]
-    for _, row in ranked[n:]:
-        rest[P] += row[P]
-        rest[B] += row[B]
-        rest[F] += row[F]
-        rest[T] |= row[T]
-    kept[(OTHER, OTHER, OTHER, OTHER)] = rest
+    # A bounded heap instead of sorting every row: the first n of the same order.
+    kept = dict(heapq.nsmallest(n, rows.items(), key=_rank))
+    rest_p = rest_b = rest_f = rest_t = 0
+    for row_key, (packets, nbytes, flows, flags) in rows.items():
+        if row_key not in kept:
+            rest_p += packets
+            rest_b += nbytes
+            rest_f += flows
+            rest_t |= flags
+    kept[(OTHER, OTHER, OTHER, OTHER)] = [rest_p, rest_b, rest_f, rest_t]
     return kept
 
 
 def flow_points(result: DrainResult, cfg: Config, end_ns: int) -> list[Point]:
+    return list(_flow_points(result, cfg, end_ns, _flow_rows(result, cfg.service_port_bound)))
+
+
+def _flow_points(result: DrainResult, cfg: Config, end_ns: int,
+                 groups: dict[tuple[str, str], dict[_RowKey, _Row]]) -> Iterator[Point]:
     site, box = cfg.site, cfg.box
     base = {"site": site, "box": box}
-    groups = _flow_rows(result, cfg.service_port_bound)
-    points: list[Point] = []
-    for (ifname, direction), rows in sorted(groups.items()):
+    for ifname, direction in sorted(groups):
+        rows = groups.pop((ifname, direction))  # freed once its points are out
         # Row order within a group does not matter to InfluxDB; not sorting saves time.
-        points.extend([
-            Point(FLOW,
-                  {"site": site, "box": box, "iface": ifname, "dir": direction,
-                   "proto": proto, "src": src, "dst": dst, "service": service},
-                  {"packets": packets, "bytes": nbytes, "flows": flows, "tcp_flags": flags},
-                  end_ns)
-            for (proto, src, dst, service), (packets, nbytes, flows, flags)
-            in _top_n(rows, cfg.top_n).items()
-        ])
+        for (proto, src, dst, service), (packets, nbytes, flows, flags) in \
+                _top_n(rows, cfg.top_n).items():
+            yield Point(FLOW,
+                        {"site": site, "box": box, "iface": ifname, "dir": direction,
+                         "proto": proto, "src": src, "dst": dst, "service": service},
+                        {"packets": packets, "bytes": nbytes, "flows": flows,
+                         "tcp_flags": flags},
+                        end_ns)
     # Packets that found the flow table full: known only by protocol. Never folded, so
     # flow totals stay equal to iface totals.
     for (ifname, direction, proto), c in sorted(result.overflow.items()):
-        points.append(Point(
+        yield Point(
             FLOW,
             {**base, "iface": ifname, "dir": direction, "proto": proto,
              "src": OVERFLOW, "dst": OVERFLOW, "service": OVERFLOW},
             {"packets": c.packets, "bytes": c.bytes, "flows": 0, "tcp_flags": c.tcp_flags},
             end_ns,
-        ))
-    return points
+        )
 
 
 def iface_points(result: DrainResult, cfg: Config, end_ns: int,
@@ -187,10 +220,12 @@ def packet_points(samples: list[PacketSample], cfg: Config) -> list[Point]:
 
 
 def self_point(result: DrainResult, cfg: Config, end_ns: int, flows_exported: int,
-               stats: Mapping[str, FieldValue] | None = None) -> Point:
-    """Collector health for this interval; `stats` adds writer counters, bpf_ns_per_packet."""
+               stats: Mapping[str, FieldValue] | None = None, *,
+               flows_drained: int | None = None) -> Point:
+    """Collector health for this interval; `stats` adds writer counters, bpf_ns_per_packet.
+    flows_drained defaults to len(result.flows)."""
     fields: dict[str, FieldValue] = {
-        "flows_drained": len(result.flows),
+        "flows_drained": len(result.flows) if flows_drained is None else flows_drained,
         "flows_exported": flows_exported,
         "overflow_events": result.overflow_events,
         "ringbuf_lost": result.ringbuf_lost,
@@ -211,13 +246,26 @@ def aggregate(result: DrainResult, cfg: Config, end_ns: int, *,
               kernel: Mapping[tuple[str, str], tuple[int, int]] | None = None,
               stats: Mapping[str, FieldValue] | None = None) -> list[Point]:
     """All points of one interval: flow, iface, packet, then sitevis_collector."""
-    flows = flow_points(result, cfg, end_ns)
-    return [
-        *flows,
-        *iface_points(result, cfg, end_ns, kernel),
-        *packet_points(result.samples, cfg),
-        self_point(result, cfg, end_ns, len(flows), stats),
-    ]
+    return list(iter_points(result, cfg, end_ns, kernel=kernel, stats=stats))
+
+
+def iter_points(result: DrainResult, cfg: Config, end_ns: int, *,
+                kernel: Mapping[tuple[str, str], tuple[int, int]] | None = None,
+                stats: Mapping[str, FieldValue] | None = None,
+                consume: bool = False) -> Iterator[Point]:
+    """The points of aggregate(), one at a time, so a consumer can encode each and let it
+    go: an interval of 100k flows never holds 100k points at once. consume=True also
+    empties result.flows while grouping (the caller must not need the flows after)."""
+    drained = len(result.flows)
+    groups = _flow_rows(result, cfg.service_port_bound, consume)
+    exported = 0
+    for point in _flow_points(result, cfg, end_ns, groups):
+        exported += 1
+        yield point
+    del groups
+    yield from iface_points(result, cfg, end_ns, kernel)
+    yield from packet_points(result.samples, cfg)
+    yield self_point(result, cfg, end_ns, exported, stats, flows_drained=drained)
 
 
 @dataclass(slots=True)
