@@ -26,11 +26,11 @@ import threading
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from sitevis_collector import __version__
 from sitevis_collector.config import InfluxConfig, SpoolConfig
-from sitevis_collector.lineproto import Point, encode
+from sitevis_collector.lineproto import Point, encode_line
 from sitevis_collector.spool import Batch, Spool
 
 log = logging.getLogger(__name__)
@@ -45,18 +45,21 @@ def split_batches(lines: Iterable[bytes], max_bytes: int) -> list[tuple[bytes, i
     Returns (body, number of points). A single line longer than max_bytes goes alone:
     InfluxDB will judge it, we do not cut a line.
     """
-    batches: list[tuple[bytes, int]] = []
+    return list(iter_batches(lines, max_bytes))
+
+
+def iter_batches(lines: Iterable[bytes], max_bytes: int) -> Iterator[tuple[bytes, int]]:
+    """split_batches() one body at a time, consuming `lines` only as far as needed."""
     chunk: list[bytes] = []
     size = 0
     for line in lines:
         if chunk and size + len(line) > max_bytes:
-            batches.append((b"".join(chunk), len(chunk)))
+            yield b"".join(chunk), len(chunk)
             chunk, size = [], 0
         chunk.append(line)
         size += len(line)
     if chunk:
-        batches.append((b"".join(chunk), len(chunk)))
-    return batches
+        yield b"".join(chunk), len(chunk)
 
 
 class WriterClosed(RuntimeError):
@@ -98,27 +101,41 @@ class InfluxWriter:
     # --- public API ----------------------------------------------------------------
 
     def submit(self, points: Iterable[Point]) -> None:
-        """Queue the points of one interval; never blocks on the network."""
-        lines: list[bytes] = []
+        """Queue the points of one interval; never blocks on the network.
+
+        Points are encoded one at a time and compressed a batch at a time, so `points`
+        may be a generator and only one uncompressed batch is held at once.
+        """
         invalid = 0
-        for point in points:
-            try:
-                lines.append((encode(point) + "\n").encode())
-            except (ValueError, TypeError) as err:
-                invalid += 1
-                log.error("dropping a %s point that cannot be written: %s",
-                          point.measurement, err)
+
+        def lines() -> Iterator[bytes]:
+            nonlocal invalid
+            for point in points:
+                try:
+                    yield encode_line(point)
+                except (ValueError, TypeError) as err:
+                    invalid += 1
+                    log.error("dropping a %s point that cannot be written: %s",
+                              point.measurement, err)
+
+        batches = self._compress(lines())
         with self._cond:
             self._counters["points_invalid"] += invalid
-        self.submit_lines(lines)
+        self._enqueue(batches)
 
     def submit_lines(self, lines: Iterable[bytes]) -> None:
         """Queue already encoded, newline-terminated lines."""
+        self._enqueue(self._compress(lines))
+
+    def _compress(self, lines: Iterable[bytes]) -> list[Batch]:
         batches: list[Batch] = []
-        for body, points in split_batches(lines, self._cfg.batch_max_bytes):
+        for body, points in iter_batches(lines, self._cfg.batch_max_bytes):
             # Level 1: a third of level 6's CPU for ~25 % more bytes (measured on flow lines).
             data = gzip.compress(body, compresslevel=1, mtime=0)
             batches.append(Batch(points=points, size=len(data), data=data))
+        return batches
+
+    def _enqueue(self, batches: list[Batch]) -> None:
         with self._cond:
             if self._closed:
                 raise WriterClosed("submit() after close()")
