@@ -16,8 +16,14 @@ from sitevis.progress import Progress, print_summary
 from sitevis.runner import run_playbook
 
 
+def make_console(stderr: bool = False) -> Console:
+    """A terminal's own width; 120 columns in logs and CI, where rich would assume 80."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 120)
+
+
 def _playbook_command(args: argparse.Namespace, playbook: str, title: str) -> int:
-    console = Console(stderr=args.json)
+    console = make_console(stderr=args.json)
     project = project_dir()
     started = time.monotonic()
     with Progress(console, title) as progress:
@@ -43,7 +49,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from sitevis import status
 
-    console = Console()
+    console = make_console()
     influx, recorded_site = connect(args)
     site = args.site or recorded_site
     statuses = status.collect(influx, site, window=args.window)
@@ -68,7 +74,7 @@ def cmd_top(args: argparse.Namespace) -> int:
     if not rows:
         print(f"sitevis top: no flows in the last {args.since} at {influx.url}", file=sys.stderr)
         return 1
-    Console().print(talkers.table(rows, args.by, f"top {args.by}, {args.dir}, last "
+    make_console().print(talkers.table(rows, args.by, f"top {args.by}, {args.dir}, last "
                                                  f"{args.since} (site {site or 'all'})"))
     return 0
 

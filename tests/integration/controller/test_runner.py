@@ -134,11 +134,25 @@ def sitevis(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=900)
 
 
+def our_filters_on_this_machine() -> list[str]:
+    names = [p.name for p in Path("/sys/class/net").iterdir()]
+    found = []
+    for name in names:
+        for hook in ("ingress", "egress"):
+            out = subprocess.run(["tc", "filter", "show", "dev", name, hook],
+                                 capture_output=True, text=True).stdout
+            found += [f"{name} {hook}" for line in out.splitlines() if "sitevis_" in line]
+    return found
+
+
 @pytest.mark.root
-def test_sitevis_rollout_json_on_this_machine_is_idempotent(tmp_path: Path, runner_dir: Path):
+def test_main_job_on_this_machine_is_idempotent_verified_and_removable(
+        tmp_path: Path, runner_dir: Path):
+    """The README's main job: the whole site onto this machine (box + monitor), twice."""
     import os
     if os.geteuid() != 0:
-        pytest.skip("needs root: the rollout installs packages")
+        pytest.skip("needs root: the rollout installs packages and services")
+    installed_before = Path("/etc/sitevis/collector.yml").exists()
     first = sitevis("rollout", "--json")
     assert first.returncode == 0, first.stderr[-3000:]
     second = sitevis("rollout", "--json")
@@ -146,8 +160,28 @@ def test_sitevis_rollout_json_on_this_machine_is_idempotent(tmp_path: Path, runn
     result = json.loads(second.stdout)
     assert result["succeeded"] is True
     assert {h["changed"] for h in result["hosts"].values()} == {0}
-    assert "localhost" in result["hosts"]
     assert "localhost" in second.stderr  # the summary table goes to stderr with --json
+
+    verify = sitevis("verify")
+    assert verify.returncode == 0, verify.stdout[-3000:] + verify.stderr[-3000:]
+    status = sitevis("status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "localhost" in status.stdout
+    assert our_filters_on_this_machine(), "the site's collector attached nothing"
+
+    if installed_before:
+        return  # someone's real rollout: leave it in place
+    removed = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "ansible-playbook"), "playbooks/remove.yml"],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert removed.returncode == 0, removed.stdout[-3000:]
+    assert our_filters_on_this_machine() == []
+    for path in ("/opt/sitevis-collector", "/etc/sitevis", "/etc/init.d/sitevis-collector",
+                 "/usr/share/sitevis-collector"):
+        assert not Path(path).exists(), path
+    silent = sitevis("verify")
+    assert silent.returncode == 2
+    assert "silent boxes: localhost" in silent.stdout
 
 
 def test_sitevis_rollout_exits_nonzero_for_a_failing_host(tmp_path: Path, runner_dir: Path):
