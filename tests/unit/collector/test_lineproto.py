@@ -73,3 +73,16 @@ def test_points_of_one_measurement_with_different_keys_each_encode_their_own():
     assert line({"a": "2", "c": "3"}) == "m,a=2,c=3 v=1i 7"
     assert line({"a": "2"}, {"w": 1.0, "v": "s"}) == 'm,a=2 w=1.0,v="s" 7'
     assert line({"a": "2"}, {"w": 3, "v": True}) == "m,a=2 w=3i,v=true 7"
+
+
+def test_the_fast_path_and_the_general_path_write_the_same_line():
+    # Flow points take a %-template; a float field or an empty tag takes the general path.
+    tags = {"site": "s 1", "box": "b,=", "src": "10.0.0.1", "pct": "100%"}
+    fast = line(tags, {"packets": 3, "bytes": 1 << 62, "neg": -(1 << 63)})
+    assert fast == ("m,box=b\\,\\=,pct=100%,site=s\\ 1,src=10.0.0.1 "
+                    "packets=3i,bytes=4611686018427387904i,neg=-9223372036854775808i 7")
+    assert line({**tags, "src": ""}, {"packets": 3}) == (
+        "m,box=b\\,\\=,pct=100%,site=s\\ 1 packets=3i 7")
+    assert line(tags, {"packets": 3, "f": 0.5}) == (
+        "m,box=b\\,\\=,pct=100%,site=s\\ 1,src=10.0.0.1 packets=3i,f=0.5 7")
+    assert encode_lines([Point("m%", {"k%d": "v"}, {"f%s": 1}, 2)]) == [b"m%,k%d=v f%s=1i 2\n"]
