@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 from sitevis_collector.aggregate import CounterDeltas, iter_points
 from sitevis_collector.attach import AttachManager, Counters, read_counters
@@ -49,6 +50,39 @@ def release_freed_heap() -> bool:
     return True
 
 
+_COMPILER_LIBS = ("libLLVM", "libclang")
+_MADV_DONTNEED = 4
+
+
+def release_compiler_code() -> int:
+    """Drop LLVM's and clang's code pages from our RSS once BCC has compiled.
+
+    The in-process compile leaves ~70 MB of their machine code resident, and the
+    collector never runs it again. Only read-only executable mappings are advised:
+    they are never written, so MADV_DONTNEED only unmaps clean file pages, and a
+    later call (e.g. BCC's cleanup) faults them back from the file. Best effort;
+    returns the bytes of mappings advised.
+    """
+    try:
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+        maps = Path("/proc/self/maps").read_text()
+    except (AttributeError, OSError):
+        return 0
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    madvise.restype = ctypes.c_int
+    advised = 0
+    for line in maps.splitlines():
+        parts = line.split(maxsplit=5)  # range perms offset dev inode path
+        if len(parts) < 6 or parts[1] != "r-xp":
+            continue
+        if not Path(parts[5]).name.startswith(_COMPILER_LIBS):
+            continue
+        start, end = (int(x, 16) for x in parts[0].split("-"))
+        if madvise(start, end - start, _MADV_DONTNEED) == 0:
+            advised += end - start
+    return advised
+
+
 def kernel_settings(cfg: Config) -> KernelSettings:
     return KernelSettings(
         table_size=cfg.flow_table_size,
@@ -65,6 +99,7 @@ class Agent:
         self.cfg = cfg
         self.program = FlowProgram(kernel_settings(cfg), bpf_dir=cfg.bpf_dir)
         release_freed_heap()
+        release_compiler_code()
         self.hooks = hooks_for(self.program)
         self.drainer = Drainer(self.program)
         self._lock = threading.Lock()            # names, baselines, drainer vs. attach thread
