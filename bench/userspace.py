@@ -3,12 +3,16 @@
 A child process plays the collector: it loads sitevis with the collector's settings,
 attaches it to the sending veth, lets trafgen put 100 000 distinct flows into the
 kernel table (1000 source addresses x 101 destination ports, one packet each), then
-runs one interval of the real path — Drainer.drain -> aggregate -> encode_lines ->
-InfluxWriter (gzip, HTTP /write) to a private influxd, flushed — and reports the CPU
-seconds of each stage (time.process_time: every thread of the process) and its peak
-RSS (ru_maxrss). Two intervals are measured: top_n large enough that every flow is
-its own point (the worst case), and the default top_n (1000). The parent then counts
-the points in InfluxDB.
+runs one interval of the real path as the agent runs it — Drainer.drain, then
+InfluxWriter.submit(iter_points(...)) (aggregate, line protocol and gzip, streamed a
+point at a time), then the writer's HTTP /write to a private influxd, flushed — and
+reports the CPU seconds of each stage (time.process_time: every thread of the
+process) and its RSS: the peak over the whole run (ru_maxrss, which includes BCC's
+in-process LLVM compile), the peak while intervals run (VmHWM reset after loading
+through /proc/self/clear_refs) and the steady state (VmRSS a second after the last
+interval). Two intervals are measured: top_n large enough that every flow is its own
+point (the worst case), and the default top_n (1000). The parent then counts the
+points in InfluxDB.
 """
 
 from __future__ import annotations
@@ -57,12 +61,12 @@ def child(spec: dict) -> dict:
     from dataclasses import replace
 
     from pyroute2 import NetNS
-    from sitevis_collector.aggregate import aggregate
+    from sitevis_collector.agent import release_compiler_code, release_freed_heap
+    from sitevis_collector.aggregate import iter_points
     from sitevis_collector.attach import read_counters
     from sitevis_collector.delivery import InfluxWriter
     from sitevis_collector.drain import Drainer
     from sitevis_collector.kernel import FlowProgram, hooks_for
-    from sitevis_collector.lineproto import encode_lines
 
     from tests.harness.netns import Host
 
@@ -71,6 +75,9 @@ def child(spec: dict) -> dict:
     cfg = default_config(spec["url"], flow_table_size=spec["table_size"],
                          spool={"dir": spec["spool"]})
     program = FlowProgram(sitevis_settings(cfg))
+    out["rss_after_compile_mb"] = _vm("VmRSS")
+    release_freed_heap()  # as Agent does right after loading
+    release_compiler_code()
     hooks = hooks_for(program, host.netns)
     ipr = NetNS(host.netns)  # after loading: its forked helper must not hold the maps
     writer = None
@@ -82,6 +89,10 @@ def child(spec: dict) -> dict:
         drainer.drain(names)
         out["rss_after_load_mb"] = _vm("VmRSS")
         out["hwm_after_load_mb"] = _vm("VmHWM")
+        # From here VmHWM is the peak of the running collector, the compile left out.
+        # The reset lowers ru_maxrss too: keep the compile's peak for the overall one.
+        out["maxrss_before_reset_mb"] = _maxrss_mb()
+        Path("/proc/self/clear_refs").write_text("5")
         writer = InfluxWriter(cfg.influxdb, cfg.spool)
         prev = read_counters(ipr)[idx]
         cases = []
@@ -100,27 +111,30 @@ def child(spec: dict) -> dict:
                                                   strict=True))
                       for d in program.directions}
             prev = now
-            points = aggregate(result, case_cfg, end_ns, kernel=kernel)
-            c2 = time.process_time()
-            lines = encode_lines(points)
+            flows_drained = len(result.flows)
+            egress_packets = total(result, "egress")[0]
+            before = writer.counters()["points_submitted"]
+            writer.submit(iter_points(result, case_cfg, end_ns, kernel=kernel, consume=True))
+            release_freed_heap()  # as run_loop does after each interval
             c3 = time.process_time()
-            writer.submit_lines(lines)
             delivered = writer.flush(spec["timeout"])
             c4 = time.process_time()
             w4 = time.monotonic()
             cases.append({
-                "top_n": top_n, "sent": sent.sent, "flows_drained": len(result.flows),
-                "egress_packets": total(result, "egress")[0],
+                "top_n": top_n, "sent": sent.sent, "flows_drained": flows_drained,
+                "egress_packets": egress_packets,
                 "overflow_events": result.overflow_events,
-                "points": len(points),
-                "flow_points": sum(1 for p in points if p.measurement == "flow"),
-                "bytes": sum(len(line) for line in lines),
-                "drain_s": c1 - c0, "aggregate_s": c2 - c1, "serialize_s": c3 - c2,
+                "points": writer.counters()["points_submitted"] - before,
+                "drain_s": c1 - c0, "submit_s": c3 - c1,
                 "write_s": c4 - c3, "cpu_s": c4 - c0, "wall_s": w4 - w0,
                 "delivered": delivered, "end_ns": end_ns,
             })
-            del result, points, lines
+            del result
         out["cases"] = cases
+        out["hwm_intervals_mb"] = _vm("VmHWM")
+        time.sleep(1)
+        out["rss_steady_mb"] = _vm("VmRSS")
+        out["rss_compiler_code_mb"] = _compiler_code_mb()
         out["writer"] = writer.counters()
     finally:
         if writer is not None:
@@ -129,8 +143,24 @@ def child(spec: dict) -> dict:
         hooks.close()
         ipr.close()
         program.close()
-    out["rss_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["rss_peak_mb"] = max(_maxrss_mb(), out.get("maxrss_before_reset_mb", 0.0))
     return out
+
+
+def _maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _compiler_code_mb() -> float:
+    """RSS of LLVM's and clang's mapped code: resident since BCC compiled in-process."""
+    kb, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if not line[:1].isupper():  # a mapping's header line
+            name = line.split()[5] if len(line.split()) > 5 else ""
+            inside = Path(name).name.startswith(("libLLVM", "libclang"))
+        elif inside and line.startswith("Rss:"):
+            kb += int(line.split()[1])
+    return kb / 1024
 
 
 # --- the parent ---------------------------------------------------------------------
@@ -165,6 +195,10 @@ def measure(the_lab: Lab, *, flows: int = 100_000, table_size: int = 131072,
             rows = server.rows(f'SELECT count("packets") AS n, sum("packets") AS p FROM flow '
                                f"WHERE time = {case['end_ns']}", DATABASE)
             stored.append((rows[0]["n"], rows[0]["p"]) if rows else (0, 0))
+            # How many flow points the collector made: its own self point says so.
+            rows = server.rows('SELECT "flows_exported" FROM sitevis_collector '
+                               f"WHERE time = {case['end_ns']}", DATABASE)
+            case["flow_points"] = rows[0]["flows_exported"] if rows else -1
     finally:
         server.cleanup()
         import shutil
@@ -179,7 +213,7 @@ def _table(out: dict, stored: list[tuple[int, int]], *, flows: int,
         f"4. Userspace: one interval of {flows} kernel flows -> drain -> aggregate -> line "
         f"protocol -> InfluxWriter -> influxd (CPU seconds, time.process_time)",
         ["interval", "flows drained", "points written (in InfluxDB)", "drain s",
-         "aggregate s", "serialize s", "write s", "total CPU s", "wall s", "target",
+         "aggregate + serialize + gzip s", "send s", "total CPU s", "wall s", "target",
          "result"],
     )
     for i, (case, (n, packets)) in enumerate(zip(out["cases"], stored, strict=True)):
@@ -192,8 +226,8 @@ def _table(out: dict, stored: list[tuple[int, int]], *, flows: int,
         table.add(label, case["flows_drained"],
                   f"{case['flow_points']} flow + {case['points'] - case['flow_points']} "
                   f"iface/packet/self ({n} flow in DB)",
-                  f"{case['drain_s']:.3f}", f"{case['aggregate_s']:.3f}",
-                  f"{case['serialize_s']:.3f}", f"{case['write_s']:.3f}",
+                  f"{case['drain_s']:.3f}", f"{case['submit_s']:.3f}",
+                  f"{case['write_s']:.3f}",
                   f"{case['cpu_s']:.3f}", f"{case['wall_s']:.2f}",
                   f"<= {TARGET_CPU_S:.0f} s" if main else "info",
                   verdict(ok) if main else ("ok" if ok else "over"))
@@ -204,21 +238,32 @@ def _table(out: dict, stored: list[tuple[int, int]], *, flows: int,
                                                    "stored_packets": packets,
                                                    "complete": complete})
     rss = out["rss_peak_mb"]
-    table.add("collector peak RSS (ru_maxrss)", "", "", "", "", "", "", "", "",
+    running, steady = out["hwm_intervals_mb"], out["rss_steady_mb"]
+    blank = [""] * 7
+    table.add("collector peak RSS (ru_maxrss, compile included)", *blank,
               f"<= {TARGET_RSS_MB:.0f} MB", f"{verdict(rss <= TARGET_RSS_MB)} ({rss:.0f} MB)")
+    table.add("  peak RSS while intervals run (VmHWM after loading)", *blank,
+              "info", f"{'ok' if running <= TARGET_RSS_MB else 'over'} ({running:.0f} MB)")
+    table.add("  steady-state RSS (VmRSS 1 s after the last interval)", *blank,
+              "info", f"{'ok' if steady <= TARGET_RSS_MB else 'over'} ({steady:.0f} MB)")
     table.checks[f"peak RSS <= {TARGET_RSS_MB:.0f} MB"] = rss <= TARGET_RSS_MB
-    table.data.update(rss_peak_mb=rss, writer=out["writer"])
+    table.data.update(rss_peak_mb=rss, rss_running_peak_mb=running, rss_steady_mb=steady,
+                      writer=out["writer"])
     main = out["cases"][0]
     table.notes.append(
         f"RSS: {out['rss_after_imports_mb']:.0f} MB after imports, "
-        f"{out['rss_after_load_mb']:.0f} MB after BCC compiled and loaded the program "
+        f"{out['rss_after_compile_mb']:.0f} MB after BCC compiled the program "
         f"(peak so far {out['hwm_after_load_mb']:.0f} MB: LLVM compiling in-process), "
-        f"peak {rss:.0f} MB over the whole run")
+        f"{out['rss_after_load_mb']:.0f} MB after malloc_trim, dropping LLVM's code pages "
+        "and attaching; "
+        f"peak {rss:.0f} MB over the whole run; of the steady state, "
+        f"{out['rss_compiler_code_mb']:.0f} MB are LLVM/clang code pages")
     table.notes.append(
         f"flows made by trafgen in the real kernel table (flow_table_size={table_size}); "
         f"all {main['sent']} packets drained: {main['egress_packets'] == main['sent']}, "
-        f"overflow events {main['overflow_events']}; {main['bytes'] / 1e6:.1f} MB of line "
-        "protocol; write = gzip + HTTP in the writer thread until flushed")
+        f"overflow events {main['overflow_events']}; aggregate + serialize + gzip = "
+        "InfluxWriter.submit(iter_points(...)), streamed as the agent does; send = HTTP "
+        "in the writer thread until flushed")
     return table
 
 
