@@ -22,7 +22,8 @@ def make_console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, width=None if stream.isatty() else 120)
 
 
-def _playbook_command(args: argparse.Namespace, playbook: str, title: str) -> int:
+def _playbook_command(args: argparse.Namespace, playbook: str, title: str,
+                      extravars: dict | None = None) -> int:
     console = make_console(stderr=args.json)
     project = project_dir()
     started = time.monotonic()
@@ -30,7 +31,7 @@ def _playbook_command(args: argparse.Namespace, playbook: str, title: str) -> in
         result = run_playbook(
             project, playbook, inventory=args.inventory, limit=args.limit,
             tags=getattr(args, "tags", None), check=getattr(args, "check", False),
-            listener=progress.update,
+            extravars=extravars, listener=progress.update,
         )
     print_summary(console, result, time.monotonic() - started)
     if args.json:
@@ -43,7 +44,8 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    return _playbook_command(args, "verify.yml", "verify")
+    return _playbook_command(args, "verify.yml", "verify", extravars={
+        "sitevis_verify_within": args.within, "sitevis_verify_timeout": args.timeout})
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -115,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("-i", "--inventory", help="inventory (default: ansible.cfg's)")
     verify.add_argument("--limit", help="only these boxes")
     verify.add_argument("--json", action="store_true", help="machine-readable result on stdout")
+    verify.add_argument("--within", type=int, default=60,
+                        help="seconds: data older than this does not count (default 60)")
+    verify.add_argument("--timeout", type=int, default=90,
+                        help="seconds to wait for a box's data (default 90)")
     verify.set_defaults(func=cmd_verify)
 
     status = sub.add_parser("status", help="per box: last seen, coverage, overflows, spool")
