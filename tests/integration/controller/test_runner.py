@@ -162,6 +162,13 @@ def test_main_job_on_this_machine_is_idempotent_verified_and_removable(
     assert result["succeeded"] is True
     assert {h["changed"] for h in result["hosts"].values()} == {0}
     assert "localhost" in second.stderr  # the summary table goes to stderr with --json
+    secrets = [f.read_text().strip() for f in (REPO / "inventory/local/.secrets").iterdir()
+               if f.name.endswith("_password")]
+    assert len(secrets) >= 3
+    artifacts = [f for f in runner_dir.rglob("*") if f.is_file()]
+    leaked = [f for f in artifacts for secret in secrets if secret in f.read_text(errors="replace")]
+    assert leaked == [], "a generated password reached ansible-runner's artifacts"
+    assert not any(secret in first.stdout + first.stderr for secret in secrets)
 
     verify = sitevis("verify")
     assert verify.returncode == 0, verify.stdout[-3000:] + verify.stderr[-3000:]
