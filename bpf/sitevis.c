@@ -7,7 +7,7 @@
 // Compile-time settings (passed by the loader as -D...):
 //   FLOW_ENTRIES      flow table size (each of the two swapped tables)
 //   OVERFLOW_ENTRIES  overflow bucket table size
-//   TOTALS_ENTRIES    per-interface totals table size
+//   TOTALS_ENTRIES    per-interface totals table size (interfaces without a slot)
 //   SAMPLE_N          1-in-N packet sampling, 0 = off
 //   SAMPLE_COST_NS    1e9 / per-CPU sample rate limit (token bucket refill)
 //   SAMPLE_BURST      token bucket depth in samples
@@ -33,6 +33,10 @@
 #ifndef TOTALS_ENTRIES
 #define TOTALS_ENTRIES 4096
 #endif
+// Interfaces with ifindex < TOTALS_SLOTS / 2 count their totals in a per-CPU array
+// slot (ifindex * 2 + dir), the others in the totals hash. Not a loader setting: the
+// drain reads the array's size from the map.
+#define TOTALS_SLOTS 1024
 #ifndef SAMPLE_N
 #define SAMPLE_N 0
 #endif
@@ -149,6 +153,7 @@ BPF_ARRAY_OF_MAPS(active_flows, "flows_a", 1);
 
 // Cumulative tables: never deleted while attached; userspace reports deltas, so
 // there is no read-then-reset window in which a packet could be lost.
+BPF_PERCPU_ARRAY(totals_slots, struct counts, TOTALS_SLOTS);
 BPF_PERCPU_HASH(totals, struct total_key, struct counts, TOTALS_ENTRIES);
 BPF_PERCPU_HASH(overflow, struct ovf_key, struct counts, OVERFLOW_ENTRIES);
 BPF_PERCPU_ARRAY(counters, u64, CNT_MAX);
@@ -409,6 +414,14 @@ static __always_inline void bump(struct counts *c, struct meta *m)
 // first (EEXIST), we add into our slot of its entry.
 static __always_inline void add_total(struct total_key *tk, struct meta *m)
 {
+    // An array slot is a few instructions where the hash lookup cost ~20-50 ns per
+    // packet. A box's own interfaces have small ifindexes; large ones (e.g. veths
+    // after much container churn) take the hash.
+    if (tk->ifindex < TOTALS_SLOTS / 2) {
+        u32 slot = tk->ifindex * 2 + tk->dir;
+        bump(totals_slots.lookup(&slot), m);
+        return;
+    }
     struct counts *c = totals.lookup(tk);
     if (!c) {
         struct counts init = {.packets = m->segs, .bytes = m->length};
