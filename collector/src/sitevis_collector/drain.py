@@ -13,6 +13,7 @@ Exactness across intervals (no packet lost or counted twice between read and del
 
 from __future__ import annotations
 
+import array
 import contextlib
 import ctypes as ct
 import errno
@@ -239,6 +240,31 @@ def _add_counters(flows: dict[FlowKey, FlowCounters], fk: FlowKey, packets: int,
         _merge_into(c, packets, size, flags, first, last)
 
 
+def _slot_totals(slots, key_type) -> dict:
+    """Cumulative totals from the per-CPU array (slot = ifindex * 2 + dir), keyed like
+    the totals hash: the program counts an interface in one or the other."""
+    from bcc.libbcc import lib
+
+    n = len(slots)
+    keys, values, count = (slots.Key * n)(), (slots.Leaf * n)(), ct.c_uint32(n)
+    token = ct.c_uint32(0)
+    res = lib.bpf_lookup_batch(slots.map_fd, None, ct.byref(token), keys, values,
+                               ct.byref(count))
+    if (res != 0 and ct.get_errno() != errno.ENOENT) or count.value != n:
+        raw = b"".join(bytes(slots.getvalue(ct.c_int(i))) for i in range(n))  # no batch
+    else:
+        raw = bytes(values)
+    words = array.array("Q", raw)  # per slot: (packets, bytes) for every possible CPU
+    stride = len(words) // n
+    out = {}
+    for i in range(n):
+        packets = sum(words[i * stride:(i + 1) * stride:2])
+        if packets:
+            key = key_type(i // 2, i % 2)
+            out[bytes(key)] = (key, packets, sum(words[i * stride + 1:(i + 1) * stride:2]))
+    return out
+
+
 class Drainer:
     """Turns the program's maps into one DrainResult per call."""
 
@@ -374,7 +400,9 @@ class Drainer:
                 yield key, packets - old_packets, size - old_bytes
 
     def _drain_totals(self, result: DrainResult, name) -> None:
-        now = self._cumulative(self.program.bpf[b"totals"])
+        totals = self.program.bpf[b"totals"]
+        now = self._cumulative(totals)
+        now.update(_slot_totals(self.program.bpf[b"totals_slots"], totals.Key))
         for key, packets, size in self._delta(now, self._prev_totals):
             k = (name(key.ifindex), DIRECTIONS[key.dir])
             c = result.totals.setdefault(k, FlowCounters())
@@ -427,4 +455,10 @@ class Drainer:
                     prev.pop(bytes(key), None)
                     with contextlib.suppress(KeyError):
                         del table[key]
+        slots, key_type = self.program.bpf[b"totals_slots"], self.program.bpf[b"totals"].Key
+        for ifindex in self._forget:
+            for direction in (0, 1):
+                if ifindex * 2 + direction < len(slots):
+                    slots.clearitem(ct.c_int(ifindex * 2 + direction))
+                    self._prev_totals.pop(bytes(key_type(ifindex, direction)), None)
         self._forget.clear()
