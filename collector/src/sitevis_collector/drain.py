@@ -399,10 +399,20 @@ class Drainer:
             if packets != old_packets or size != old_bytes:
                 yield key, packets - old_packets, size - old_bytes
 
+    def _slots(self):
+        """The per-CPU totals array; None for a program from before it (an installed
+        bpf/ older than this drain counts every interface in the totals hash)."""
+        try:
+            return self.program.bpf[b"totals_slots"]
+        except KeyError:
+            return None
+
     def _drain_totals(self, result: DrainResult, name) -> None:
         totals = self.program.bpf[b"totals"]
         now = self._cumulative(totals)
-        now.update(_slot_totals(self.program.bpf[b"totals_slots"], totals.Key))
+        slots = self._slots()
+        if slots is not None:
+            now.update(_slot_totals(slots, totals.Key))
         for key, packets, size in self._delta(now, self._prev_totals):
             k = (name(key.ifindex), DIRECTIONS[key.dir])
             c = result.totals.setdefault(k, FlowCounters())
@@ -455,10 +465,10 @@ class Drainer:
                     prev.pop(bytes(key), None)
                     with contextlib.suppress(KeyError):
                         del table[key]
-        slots, key_type = self.program.bpf[b"totals_slots"], self.program.bpf[b"totals"].Key
+        slots, key_type = self._slots(), self.program.bpf[b"totals"].Key
         for ifindex in self._forget:
             for direction in (0, 1):
-                if ifindex * 2 + direction < len(slots):
+                if slots is not None and ifindex * 2 + direction < len(slots):
                     slots.clearitem(ct.c_int(ifindex * 2 + direction))
                     self._prev_totals.pop(bytes(key_type(ifindex, direction)), None)
         self._forget.clear()
