@@ -3,8 +3,8 @@ naming a box whose collector stopped."""
 
 from __future__ import annotations
 
-import json
 import os
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -45,8 +45,11 @@ def transfer() -> dict:
         "    n += len(b)\n"
         "open('/tmp/received', 'w').write(str(n))\n")
     box2.run("rm -f /tmp/received")
-    box2.check_output(f"nohup python3 -c {json.dumps(receiver)} >/dev/null 2>&1 &")
-    time.sleep(1)
+    box2.check_output(f"nohup python3 -c {shlex.quote(receiver)} >/tmp/receiver.log 2>&1 &")
+    deadline = time.monotonic() + 20
+    while f":{PORT} " not in box2.check_output("ss -ltnH"):
+        assert time.monotonic() < deadline, box2.run("cat /tmp/receiver.log").stdout
+        time.sleep(0.2)
     box1.check_output(
         "python3 -c \"import socket\n"
         f"s = socket.create_connection(('{address(box2)}', {PORT}))\n"
