@@ -40,17 +40,20 @@ def read_user() -> tuple[str, str]:
     return "grafana", (secrets / "influxdb_grafana_password").read_text().strip()
 
 
-def influx_rows(host, q: str, auth: tuple[str, str] | None = None) -> list[dict]:
-    """Rows of an InfluxQL query, run on the box against the URL its collector writes to.
+def influx_rows(host, q: str, auth: tuple[str, str] | None = None,
+                url: str | None = None, database: str = "sitevis") -> list[dict]:
+    """Rows of an InfluxQL query run on a host: against `url`, or on a box against the URL
+    its collector writes to.
 
     The password reaches the query on stdin (only through the test's own docker exec)."""
-    config = json.loads(host.check_output(
-        "/opt/sitevis-collector/venv/bin/python -c "
-        + shlex.quote("import json,yaml; print(json.dumps(yaml.safe_load(open('"
-                      + COLLECTOR_CONFIG + "'))['influxdb']))")))
+    if url is None:
+        config = json.loads(host.check_output(
+            "/opt/sitevis-collector/venv/bin/python -c "
+            + shlex.quote("import json,yaml; print(json.dumps(yaml.safe_load(open('"
+                          + COLLECTOR_CONFIG + "'))['influxdb']))")))
+        url, database = config["url"], config["database"]
     user, password = auth or read_user()
-    command = " ".join(shlex.quote(a) for a in ("python3", "-c", QUERY, config["url"],
-                                                config["database"], q))
+    command = " ".join(shlex.quote(a) for a in ("python3", "-c", QUERY, url, database, q))
     out = host.check_output(f"printf '%s\\n%s\\n' {shlex.quote(user)} "
                             f"{shlex.quote(password)} | {command}")
     rows = []

@@ -64,7 +64,7 @@ def transfer() -> dict:
 
 
 def flow_bytes(box: str, direction: str, src: str, dst: str) -> tuple[int, int]:
-    rows = influx_rows(node(MONITOR), (
+    rows = influx_rows(node(MONITOR), url="http://127.0.0.1:8086", q=(
         "SELECT SUM(bytes) AS b, SUM(packets) AS p FROM flow WHERE "
         f"box = '{box}' AND dir = '{direction}' AND src = '{src}' AND dst = '{dst}' "
         f"AND service = 'tcp/{PORT}'"))
