@@ -471,7 +471,9 @@ static __always_inline void add_flow(struct flow_key *k, struct meta *m)
             __sync_fetch_and_add(&v->packets, m->segs);
             __sync_fetch_and_add(&v->bytes, m->length);
             // Read first: most packets add no new flag, and a plain load is cheap.
-            if ((v->tcp_flags | m->tcp_flags) != v->tcp_flags)
+            // Not at all without flags (UDP, ...): tcp_flags may sit on a cache line
+            // of the entry that this packet would otherwise not touch.
+            if (m->tcp_flags && (v->tcp_flags | m->tcp_flags) != v->tcp_flags)
                 __sync_fetch_and_or(&v->tcp_flags, m->tcp_flags);
 #endif
             return;
