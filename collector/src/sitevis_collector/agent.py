@@ -103,6 +103,8 @@ class Agent:
         self.hooks = hooks_for(self.program)
         self.drainer = Drainer(self.program)
         self._lock = threading.Lock()            # names, baselines, drainer vs. attach thread
+        self._hooks_lock = threading.Lock()      # one netlink socket: attach thread vs. repair
+        self.filters_restored = 0
         self._names: dict[int, str] = {}
         self._kernel_prev: dict[int, Counters] = {}
         self._ns_per_packet = NsPerPacket()
@@ -115,11 +117,12 @@ class Agent:
     # -- attach callbacks (attach manager's thread) ------------------------------------
 
     def _on_add(self, ifindex: int, ifname: str) -> None:
-        removed = self.hooks.remove_stale(ifindex)
-        if removed:
-            log.info("%s: removed %d stale filter(s) of an earlier run", ifname, removed)
-        baseline = read_counters().get(ifindex)
-        self.hooks.attach(ifindex, self.cfg.directions)
+        with self._hooks_lock:
+            removed = self.hooks.remove_stale(ifindex)
+            if removed:
+                log.info("%s: removed %d stale filter(s) of an earlier run", ifname, removed)
+            baseline = read_counters().get(ifindex)
+            self.hooks.attach(ifindex, self.cfg.directions)
         with self._lock:
             self._names[ifindex] = ifname
             if baseline is not None:
@@ -128,7 +131,7 @@ class Agent:
 
     def _on_remove(self, ifindex: int, ifname: str) -> None:
         # A vanished interface took our filters with it.
-        with contextlib.suppress(InterfaceGoneError):
+        with self._hooks_lock, contextlib.suppress(InterfaceGoneError):
             self.hooks.detach(ifindex)
         with self._lock:
             self.drainer.forget(ifindex)
@@ -154,6 +157,24 @@ class Agent:
         return self.manager.attached
 
     # -- one interval ------------------------------------------------------------------
+
+    def repair(self) -> int:
+        """Put back filters of ours that someone deleted (`tc filter del`, another tool's
+        cleanup): the interface set did not change, so link events never say so."""
+        missing_on = getattr(self.hooks, "our_filters", None)
+        if missing_on is None:
+            return 0        # XDP: one program per interface, nobody removes it silently
+        restored = 0
+        for ifindex, ifname in self.attached.items():
+            with self._hooks_lock, contextlib.suppress(InterfaceGoneError):
+                present = set(missing_on(ifindex))
+                if not set(self.cfg.directions) <= present:
+                    log.warning("%s: our filters were removed by someone else; restoring",
+                                ifname)
+                    self.hooks.attach(ifindex, self.cfg.directions)
+                    restored += 1
+        self.filters_restored += restored
+        return restored
 
     def _kernel_deltas(self) -> dict[tuple[str, str], tuple[int, int]]:
         now = read_counters()
@@ -186,6 +207,7 @@ class Agent:
         end_ns = time.time_ns()
         fields: dict[str, int | float] = dict(stats or {})
         fields["interfaces_attached"] = len(self.attached)
+        fields["filters_restored"], self.filters_restored = self.filters_restored, 0
         ns = self._ns_per_packet.sample(
             self.program.function_fd(d) for d in self.program.directions)
         if ns is not None:
@@ -206,6 +228,7 @@ def run_loop(agent: Agent, sink: Sink, stop: threading.Event,
         stopping = stop.wait(max(0.0, next_at - time.monotonic()))
         next_at += interval
         try:
+            agent.repair()
             sink(agent.points(deltas.update(stats()) if stats else None))
             intervals += 1
             # An interval's flows, rows and lines are freed by now; glibc would keep the

@@ -3,6 +3,7 @@ or after a crash), without compiling anything."""
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 
 from sitevis_collector.attach import list_interfaces
@@ -21,12 +22,15 @@ class DetachOnly:
         raise KernelError("cleanup cannot attach")
 
 
-def remove_all() -> dict[str, int]:
-    """ifname -> number of our filters/programs removed (only interfaces that had some)."""
+def remove_all(pattern: str = "*") -> dict[str, int]:
+    """ifname -> number of our filters/programs removed (only interfaces that had some),
+    on the interfaces whose name matches the glob."""
     removed: dict[str, int] = {}
     tc, xdp = TcHooks(DetachOnly("tc")), XdpHooks(DetachOnly("xdp"))  # type: ignore[arg-type]
     try:
         for iface in list_interfaces():
+            if not fnmatch.fnmatchcase(iface.ifname, pattern):
+                continue
             try:
                 count = tc.remove_stale(iface.ifindex) + xdp.remove_stale(iface.ifindex)
             except InterfaceGoneError:

@@ -100,7 +100,7 @@ def cmd_top(cfg: Config, args: argparse.Namespace) -> int:
 def cmd_cleanup(args: argparse.Namespace) -> int:
     from sitevis_collector.cleanup import remove_all
 
-    removed = remove_all()
+    removed = remove_all(args.interface)
     for ifname, count in sorted(removed.items()):
         print(f"{ifname}: removed {count} sitevis filter(s)")
     print(f"cleanup: {sum(removed.values())} removed from {len(removed)} interface(s)")
@@ -139,8 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("--rows", type=int, default=20, help="flows to show")
     top.add_argument("--iterations", type=int, default=0,
                      help="stop after this many updates (0: until Ctrl-C)")
-    sub.add_parser("cleanup", help="remove every sitevis filter from this namespace's "
-                   "interfaces (uninstall, or after a crash); needs no config")
+    cleanup = sub.add_parser("cleanup", help="remove every sitevis filter from this "
+                             "namespace's interfaces (uninstall, or after a crash); no config")
+    cleanup.add_argument("--interface", default="*", help="only interfaces matching this glob")
     return parser
 
 

@@ -237,8 +237,28 @@ def test_cleanup_removes_what_a_killed_collector_left(
     proc.kill()
     proc.communicate(timeout=30)
     assert len(our_filters(host_link.ifname)) == 2
-    out = subprocess.run([str(COLLECTOR), "cleanup"], capture_output=True, text=True,
-                         timeout=60)
+    # Only our test interface: a collector running on this machine keeps its filters.
+    out = subprocess.run([str(COLLECTOR), "cleanup", "--interface", host_link.ifname],
+                         capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert f"{host_link.ifname}: removed 2 sitevis filter(s)" in out.stdout
     assert our_filters(host_link.ifname) == []
+
+
+def test_filters_deleted_by_someone_else_are_restored(
+        bcc_ready, host_link: HostLink, influxdb: InfluxServer, tmp_path: Path):
+    influxdb.query("CREATE DATABASE sitevis")
+    proc = start(write_config(tmp_path, host_link, influxdb.url))
+    wait_attached(host_link.ifname, proc)
+    for hook in ("ingress", "egress"):
+        subprocess.run(["tc", "filter", "del", "dev", host_link.ifname, hook], check=True)
+    assert our_filters(host_link.ifname) == []
+    wait_attached(host_link.ifname, proc, timeout=5)   # within an interval (1 s)
+    send_udp(host_link.peer, host_link.ip, 120)
+    rc, err = stop(proc)
+    assert rc == 0, err
+    assert "our filters were removed by someone else; restoring" in err
+    assert [r["packets"] for r in flow_packets(influxdb, host_link)] == [120]
+    restored = influxdb.rows("SELECT SUM(filters_restored) AS n FROM sitevis_collector",
+                             db="sitevis")
+    assert restored[0]["n"] == 1
