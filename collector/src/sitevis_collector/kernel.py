@@ -101,8 +101,9 @@ def _possible_cpus() -> int:
 
 
 def find_bpf_dir(bpf_dir: str | Path | None = None) -> Path:
-    """The directory holding sitevis.c: the given one, else installed, else checkout."""
-    candidates = [Path(bpf_dir)] if bpf_dir else [INSTALLED_BPF_DIR, CHECKOUT_BPF_DIR]
+    """The directory holding sitevis.c: the given one, else the checkout this code runs
+    from (so a checkout never picks up an older installed copy), else the installed one."""
+    candidates = [Path(bpf_dir)] if bpf_dir else [CHECKOUT_BPF_DIR, INSTALLED_BPF_DIR]
     for directory in candidates:
         if (directory / SOURCE_NAME).is_file():
             return directory
