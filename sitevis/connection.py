@@ -48,7 +48,8 @@ def recorded(inventory: Path) -> dict[str, str]:
 def connect(args: argparse.Namespace) -> tuple[Influx, str | None]:
     """The InfluxDB to read and the site recorded with it."""
     inventory = Path(args.inventory) if args.inventory else default_inventory(project_dir())
-    saved = recorded(inventory.resolve())
+    # An explicit --url is a different InfluxDB: nothing recorded for the inventory applies.
+    saved = {} if args.url else recorded(inventory.resolve())
     url = args.url or saved.get("url")
     if not url:
         raise InfluxError(f"no InfluxDB known for {inventory}: run `sitevis rollout` first, "
@@ -59,7 +60,7 @@ def connect(args: argparse.Namespace) -> tuple[Influx, str | None]:
             password = Path(args.password_file).read_text().strip()
         except OSError as err:
             raise InfluxError(f"--password-file: {err.strerror}: {args.password_file}") from None
-    if args.user is None and not args.url:
+    if args.user is None and saved:
         user, password = saved.get("username"), saved.get("password")
     else:
         user = args.user
