@@ -14,16 +14,16 @@ import argparse
 import sys
 
 from bench.common import (
-    BenchError,
     Lab,
     Sitevis,
     Table,
     flow_sum,
-    lab,
+    run_cli,
     run_trafgen,
     settle,
     total,
     verdict,
+    with_sitevis,
 )
 
 SRCS, PORTS = 64, 63
@@ -103,19 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpus", type=int, nargs="+", default=[1, 2],
                         help="trafgen sending CPUs; one pass per value")
     args = parser.parse_args(argv)
-    try:
-        with lab() as the_lab:
-            sitevis = Sitevis(the_lab)
-            try:
-                table = measure(the_lab, sitevis, packets=args.packets,
-                                cpus=tuple(args.cpus))
-            finally:
-                sitevis.close()
-    except BenchError as err:
-        print(f"bench: {err}", file=sys.stderr)
-        return 2
-    print(table.render())
-    return 0 if table.passed else 1
+    return run_cli(with_sitevis(lambda the_lab, sitevis: measure(
+        the_lab, sitevis, packets=args.packets, cpus=tuple(args.cpus))))
 
 
 if __name__ == "__main__":

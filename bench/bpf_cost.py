@@ -14,21 +14,21 @@ import sys
 from dataclasses import dataclass
 
 from bench.common import (
-    BenchError,
     Lab,
     Sitevis,
     Table,
     bpf_stats,
     counter_program,
     flow5_program,
-    lab,
     median,
     prog_run_stats,
+    run_cli,
     run_trafgen,
     settle,
     spread,
     total,
     verdict,
+    with_sitevis,
 )
 
 TARGET_RATIO = 1.2
@@ -138,19 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=None,
                         help="packets per second (default: as fast as trafgen can)")
     args = parser.parse_args(argv)
-    try:
-        with lab() as the_lab:
-            sitevis = Sitevis(the_lab)
-            try:
-                table = measure(the_lab, sitevis, packets=args.packets, reps=args.reps,
-                                frame=args.frame, cpus=args.cpus, rate_pps=args.rate)
-            finally:
-                sitevis.close()
-    except BenchError as err:
-        print(f"bench: {err}", file=sys.stderr)
-        return 2
-    print(table.render())
-    return 0 if table.passed else 1
+    return run_cli(with_sitevis(lambda the_lab, sitevis: measure(
+        the_lab, sitevis, packets=args.packets, reps=args.reps, frame=args.frame,
+        cpus=args.cpus, rate_pps=args.rate)))
 
 
 if __name__ == "__main__":

@@ -508,3 +508,27 @@ def flow_sum(result, direction: str) -> tuple[int, int, int]:
     over = [c for (_, d, _), c in result.overflow.items() if d == direction]
     return (sum(c.packets for c in flows + over), sum(c.bytes for c in flows + over),
             len(flows))
+
+
+def run_cli(measure_in_lab: Callable[[Lab], Table]) -> int:
+    """A benchmark's command line: measure in a fresh lab, print the table; exit 0 when
+    every target passed, 1 when one failed, 2 when the benchmark could not run."""
+    try:
+        with lab() as the_lab:
+            table = measure_in_lab(the_lab)
+    except BenchError as err:
+        print(f"bench: {err}", file=sys.stderr)
+        return 2
+    print(table.render())
+    return 0 if table.passed else 1
+
+
+def with_sitevis(measure_one: Callable[[Lab, Sitevis], Table]) -> Callable[[Lab], Table]:
+    """Load sitevis's program into the lab for the measurement, and unload it after."""
+    def run(the_lab: Lab) -> Table:
+        sitevis = Sitevis(the_lab)
+        try:
+            return measure_one(the_lab, sitevis)
+        finally:
+            sitevis.close()
+    return run

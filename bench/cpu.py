@@ -33,14 +33,15 @@ from bench.common import (
     cpu_sample,
     flow5_program,
     jiffies_ns,
-    lab,
     median,
     proc_cpu_ticks,
+    run_cli,
     run_trafgen,
     settle,
     spread,
     total,
     verdict,
+    with_sitevis,
 )
 
 TARGET_RATIO = 0.5
@@ -222,19 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=150_000, help="packets per second")
     parser.add_argument("--reps", type=int, default=9)
     args = parser.parse_args(argv)
-    try:
-        with lab() as the_lab:
-            sitevis = Sitevis(the_lab)
-            try:
-                table = measure(the_lab, sitevis, packets=args.packets,
-                                rate_pps=args.rate, reps=args.reps)
-            finally:
-                sitevis.close()
-    except BenchError as err:
-        print(f"bench: {err}", file=sys.stderr)
-        return 2
-    print(table.render())
-    return 0 if table.passed else 1
+    return run_cli(with_sitevis(lambda the_lab, sitevis: measure(
+        the_lab, sitevis, packets=args.packets, rate_pps=args.rate, reps=args.reps)))
 
 
 if __name__ == "__main__":

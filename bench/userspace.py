@@ -33,7 +33,7 @@ from bench.common import (
     Lab,
     Table,
     default_config,
-    lab,
+    run_cli,
     run_trafgen,
     settle,
     sitevis_settings,
@@ -276,14 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return 0
-    try:
-        with lab() as the_lab:
-            table = measure(the_lab, flows=args.flows, table_size=args.table_size)
-    except BenchError as err:
-        print(f"bench: {err}", file=sys.stderr)
-        return 2
-    print(table.render())
-    return 0 if table.passed else 1
+    return run_cli(lambda the_lab: measure(the_lab, flows=args.flows,
+                                          table_size=args.table_size))
 
 
 if __name__ == "__main__":
