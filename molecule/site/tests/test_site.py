@@ -91,8 +91,10 @@ def test_transfer_is_seen_leaving_box1_and_entering_box2(transfer):
     resent = transfer["retransmitted"] * 1514
     for total, packets in ((sent_b, sent_p), (recv_b, recv_p)):
         assert SIZE < total <= SIZE + 66 * packets + resent
-    # The same frames cross the network: both ends count them alike.
-    assert (sent_b, sent_p) == (recv_b, recv_p)
+    # The same frames cross the network: both ends count them alike, except frames lost
+    # on the way (then TCP retransmitted them, so the loss is bounded by that).
+    assert 0 <= sent_b - recv_b <= resent
+    assert 0 <= sent_p - recv_p <= transfer["retransmitted"]
 
 
 def sitevis_verify(*args: str) -> subprocess.CompletedProcess[str]:
