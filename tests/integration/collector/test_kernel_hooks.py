@@ -82,19 +82,25 @@ def test_clsact_we_created_goes_with_us_unless_someone_else_uses_it(quiet_pair: 
         foreign.close()
 
 
-def test_remove_stale_after_sigkill_leaves_foreign_filters(quiet_pair: HostPair):
-    right = quiet_pair.right
-    idx = ifindex(right)
-    foreign = ForeignFilter(right, idx, "ingress")
+
+def attach_then_sigkill(host, idx: int, hook: str) -> None:
+    """A child process attaches our program (tc or xdp) to the interface, then dies by
+    SIGKILL, leaving its filters/program behind as a crashed collector would."""
     child = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("kernel_child.py")), right.netns,
-         str(idx), "tc"], stdout=subprocess.PIPE, text=True,
+        [sys.executable, str(Path(__file__).with_name("kernel_child.py")), host.netns,
+         str(idx), hook], stdout=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
         assert child.stdout.readline().strip() == "attached"
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
+
+def test_remove_stale_after_sigkill_leaves_foreign_filters(quiet_pair: HostPair):
+    right = quiet_pair.right
+    idx = ifindex(right)
+    foreign = ForeignFilter(right, idx, "ingress")
+    attach_then_sigkill(right, idx, "tc")
     try:
         # The kernel keeps a killed process's filters: they are stale now.
         assert "sitevis_ingress" in tc_filters(right, "ingress")
@@ -145,15 +151,7 @@ def test_attach_refuses_to_replace_a_foreign_filter_on_our_priority_and_handle(
 def test_xdp_stale_program_removed_after_sigkill(quiet_pair: HostPair):
     right = quiet_pair.right
     idx = ifindex(right)
-    child = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("kernel_child.py")), right.netns,
-         str(idx), "xdp"], stdout=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
-    try:
-        assert child.stdout.readline().strip() == "attached"
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
+    attach_then_sigkill(right, idx, "xdp")
     assert "prog/xdp" in right.exec("ip", "link", "show", right.ifname).stdout
     program = FlowProgram(KernelSettings(hook="xdp", table_size=64))
     hooks = hooks_for(program, right.netns)
