@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 
 from sitevis_collector.aggregate import CounterDeltas, iter_points
 from sitevis_collector.attach import AttachManager, Counters, read_counters
@@ -38,9 +37,8 @@ StatsSource = Callable[[], dict[str, int]]
 def release_freed_heap() -> bool:
     """Return the C heap's free pages to the kernel (glibc's malloc_trim).
 
-    BCC compiles the program in-process with LLVM, which frees most of what it
-    allocated, but glibc keeps freed memory mapped: ~40 MB of RSS for nothing in a
-    collector that never compiles again. False where there is no malloc_trim (musl).
+    glibc keeps large freed blocks (an interval's dict tables) mapped until they are
+    reused: RSS for nothing between intervals. False where there is no malloc_trim (musl).
     """
     try:
         trim = ctypes.CDLL(None).malloc_trim
@@ -48,39 +46,6 @@ def release_freed_heap() -> bool:
         return False
     trim(0)
     return True
-
-
-_COMPILER_LIBS = ("libLLVM", "libclang")
-_MADV_DONTNEED = 4
-
-
-def release_compiler_code() -> int:
-    """Drop LLVM's and clang's code pages from our RSS once BCC has compiled.
-
-    The in-process compile leaves ~70 MB of their machine code resident, and the
-    collector never runs it again. Only read-only executable mappings are advised:
-    they are never written, so MADV_DONTNEED only unmaps clean file pages, and a
-    later call (e.g. BCC's cleanup) faults them back from the file. Best effort;
-    returns the bytes of mappings advised.
-    """
-    try:
-        madvise = ctypes.CDLL(None, use_errno=True).madvise
-        maps = Path("/proc/self/maps").read_text()
-    except (AttributeError, OSError):
-        return 0
-    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    madvise.restype = ctypes.c_int
-    advised = 0
-    for line in maps.splitlines():
-        parts = line.split(maxsplit=5)  # range perms offset dev inode path
-        if len(parts) < 6 or parts[1] != "r-xp":
-            continue
-        if not Path(parts[5]).name.startswith(_COMPILER_LIBS):
-            continue
-        start, end = (int(x, 16) for x in parts[0].split("-"))
-        if madvise(start, end - start, _MADV_DONTNEED) == 0:
-            advised += end - start
-    return advised
 
 
 def kernel_settings(cfg: Config) -> KernelSettings:
@@ -98,8 +63,6 @@ class Agent:
     def __init__(self, cfg: Config, reconcile_interval: float = 30.0) -> None:
         self.cfg = cfg
         self.program = FlowProgram(kernel_settings(cfg), bpf_dir=cfg.bpf_dir)
-        release_freed_heap()
-        release_compiler_code()
         self.hooks = hooks_for(self.program)
         self.drainer = Drainer(self.program)
         self._lock = threading.Lock()            # names, baselines, drainer vs. attach thread
@@ -150,6 +113,7 @@ class Agent:
         self.manager.close()
         self.hooks.detach_all()
         self.hooks.close()
+        self.drainer.close()
         self.program.close()
 
     @property

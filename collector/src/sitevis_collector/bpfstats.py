@@ -9,26 +9,13 @@ was accounted.
 from __future__ import annotations
 
 import contextlib
-import ctypes as ct
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from sitevis_collector.bpfsys import enable_stats_fd
+
 STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
-_SYS_BPF = {"x86_64": 321, "aarch64": 280}
-_BPF_ENABLE_STATS = 32    # enum bpf_cmd
-_BPF_STATS_RUN_TIME = 0
-
-
-def _enable_stats_fd() -> int | None:
-    """BPF_ENABLE_STATS: run-time stats on while the returned fd is open (None: unsupported)."""
-    nr = _SYS_BPF.get(os.uname().machine)
-    if nr is None:
-        return None
-    libc = ct.CDLL(None, use_errno=True)
-    attr = (ct.c_uint32 * 2)(_BPF_STATS_RUN_TIME, 0)
-    fd = libc.syscall(ct.c_long(nr), ct.c_int(_BPF_ENABLE_STATS), attr, ct.c_uint(8))
-    return fd if fd >= 0 else None
 
 
 @contextlib.contextmanager
@@ -39,7 +26,7 @@ def enabled_stats() -> Iterator[str]:
     concurrent users never leave the sysctl switched on. Falls back to the sysctl (set,
     then restored). Needs CAP_SYS_ADMIN either way.
     """
-    fd = _enable_stats_fd()
+    fd = enable_stats_fd()
     if fd is not None:
         try:
             yield "BPF_ENABLE_STATS fd"

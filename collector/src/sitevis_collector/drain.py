@@ -24,6 +24,7 @@ import struct
 import time
 from collections.abc import Callable, Iterator, Mapping
 
+from sitevis_collector import bpfsys
 from sitevis_collector.kernel import (
     CNT_OVERFLOW,
     CNT_RATE_LIMITED,
@@ -40,30 +41,12 @@ from sitevis_collector.records import (
     FlowKey,
     PacketSample,
 )
+from sitevis_collector.ringbuf import RingBuffer
+from sitevis_collector.structs import SampleRaw
 
 DIRECTIONS = (INGRESS, EGRESS)  # index = dir field in the kernel
 _PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
 _BATCH = 4096
-
-
-class _RawKey(ct.Structure):
-    """struct flow_key in bpf/sitevis.c (48 bytes)."""
-
-    _fields_ = [
-        ("ifindex", ct.c_uint32), ("dir", ct.c_uint8), ("l3", ct.c_uint8),
-        ("ipproto", ct.c_uint8), ("has_ports", ct.c_uint8), ("ethertype", ct.c_uint16),
-        ("vlan", ct.c_uint16), ("sport", ct.c_uint16), ("dport", ct.c_uint16),
-        ("src", ct.c_uint8 * 16), ("dst", ct.c_uint8 * 16),
-    ]
-
-
-class _RawSample(ct.Structure):
-    """struct sample in bpf/sitevis.c (64 bytes)."""
-
-    _fields_ = [
-        ("key", _RawKey), ("ts_ns", ct.c_uint64), ("length", ct.c_uint32),
-        ("ttl", ct.c_uint8), ("tcp_flags", ct.c_uint8), ("pad", ct.c_uint16),
-    ]
 
 
 def proto_name(l3: int, ipproto: int) -> str:
@@ -136,15 +119,12 @@ _VALUE_FIELDS = ("packets", "bytes", "first_ns", "last_ns", "tcp_flags")
 
 
 def batch_pop_raw(table) -> Iterator[tuple[ct.Array, ct.Array, int]]:
-    """Yield and delete every entry of a BCC hash table nobody writes any more, as
+    """Yield and delete every entry of a hash map nobody writes any more, as
     (keys, values, count) chunks: ctypes arrays of which the first count are valid.
 
-    Uses BPF_MAP_LOOKUP_AND_DELETE_BATCH in chunks (BCC 0.26's own helper passes
-    one variable as both count and batch token, so it is not used). Raises
-    NotImplementedError before yielding anything on kernels without batch support.
+    Uses BPF_MAP_LOOKUP_AND_DELETE_BATCH in chunks. Raises NotImplementedError
+    before yielding anything on kernels without batch support.
     """
-    from bcc.libbcc import lib
-
     chunk = _BATCH
     token = ct.create_string_buffer(max(8, ct.sizeof(table.Key)))
     first = True
@@ -152,10 +132,9 @@ def batch_pop_raw(table) -> Iterator[tuple[ct.Array, ct.Array, int]]:
         keys = (table.Key * chunk)()
         values = (table.Leaf * chunk)()
         count = ct.c_uint32(chunk)
-        res = lib.bpf_lookup_and_delete_batch(
-            table.map_fd, None if first else ct.cast(token, ct.POINTER(ct.c_uint32)),
-            ct.cast(token, ct.POINTER(ct.c_uint32)), keys, values, ct.byref(count))
-        err = ct.get_errno() if res != 0 else 0
+        res = bpfsys.batch(bpfsys.MAP_LOOKUP_AND_DELETE_BATCH, table.map_fd,
+                           None if first else token, token, keys, values, count)
+        err = -res if res < 0 else 0
         if count.value:
             yield keys, values, count.value
         if res == 0:
@@ -172,7 +151,7 @@ def batch_pop_raw(table) -> Iterator[tuple[ct.Array, ct.Array, int]]:
 
 
 def batch_pop(table) -> Iterator[tuple]:
-    """Yield and delete every (key, value) of a BCC hash table nobody writes any more;
+    """Yield and delete every (key, value) of a hash map nobody writes any more;
     iterate + delete on kernels without batch support."""
     try:
         for keys, values, count in batch_pop_raw(table):
@@ -243,14 +222,12 @@ def _add_counters(flows: dict[FlowKey, FlowCounters], fk: FlowKey, packets: int,
 def _slot_totals(slots, key_type) -> dict:
     """Cumulative totals from the per-CPU array (slot = ifindex * 2 + dir), keyed like
     the totals hash: the program counts an interface in one or the other."""
-    from bcc.libbcc import lib
-
     n = len(slots)
     keys, values, count = (slots.Key * n)(), (slots.Leaf * n)(), ct.c_uint32(n)
     token = ct.c_uint32(0)
-    res = lib.bpf_lookup_batch(slots.map_fd, None, ct.byref(token), keys, values,
-                               ct.byref(count))
-    if (res != 0 and ct.get_errno() != errno.ENOENT) or count.value != n:
+    res = bpfsys.batch(bpfsys.MAP_LOOKUP_BATCH, slots.map_fd, None, token, keys, values,
+                       count)
+    if (res < 0 and res != -errno.ENOENT) or count.value != n:
         raw = b"".join(bytes(slots.getvalue(ct.c_int(i))) for i in range(n))  # no batch
     else:
         raw = bytes(values)
@@ -276,12 +253,15 @@ class Drainer:
         self._prev_counters: list[int] = []
         self._forget: set[int] = set()
         self._raw_samples: list[bytes] = []
-        if self.sample_rate:
-            program.bpf[b"samples"].open_ring_buffer(self._on_sample)
+        self._ring: RingBuffer | None = None
+        if self.sample_rate and program.ringbuf_fd is not None:
+            size = bpfsys.map_info(program.ringbuf_fd).max_entries
+            self._ring = RingBuffer(program.ringbuf_fd, size, self._raw_samples.append)
 
-    def _on_sample(self, _ctx, data, size) -> int:
-        self._raw_samples.append(ct.string_at(data, size))
-        return 0
+    def close(self) -> None:
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
 
     def forget(self, ifindex: int) -> None:
         """Drop an interface's cumulative entries after the next drain (call after detach)."""
@@ -403,12 +383,12 @@ class Drainer:
         """The per-CPU totals array; None for a program from before it (an installed
         bpf/ older than this drain counts every interface in the totals hash)."""
         try:
-            return self.program.bpf[b"totals_slots"]
+            return self.program.maps["totals_slots"]
         except KeyError:
             return None
 
     def _drain_totals(self, result: DrainResult, name) -> None:
-        totals = self.program.bpf[b"totals"]
+        totals = self.program.maps["totals"]
         now = self._cumulative(totals)
         slots = self._slots()
         if slots is not None:
@@ -420,7 +400,7 @@ class Drainer:
             c.bytes += size
 
     def _drain_overflow(self, result: DrainResult, name) -> None:
-        now = self._cumulative(self.program.bpf[b"overflow"])
+        now = self._cumulative(self.program.maps["overflow"])
         for key, packets, size in self._delta(now, self._prev_overflow):
             k = (name(key.ifindex), DIRECTIONS[key.dir], proto_name(key.l3, key.ipproto))
             c = result.overflow.setdefault(k, FlowCounters())
@@ -428,7 +408,7 @@ class Drainer:
             c.bytes += size
 
     def _drain_counters(self, result: DrainResult) -> None:
-        table = self.program.bpf[b"counters"]
+        table = self.program.maps["counters"]
         now = [sum(table[ct.c_int(i)]) for i in range(len(table))]
         prev = self._prev_counters or [0] * len(now)
         self._prev_counters = now
@@ -440,12 +420,13 @@ class Drainer:
         result.unaccounted = delta[CNT_UNACCOUNTED]
 
     def _drain_samples(self, result: DrainResult, name, to_wall: int) -> None:
-        if not self.sample_rate:
+        if self._ring is None:
             return
-        self.program.bpf.ring_buffer_consume()  # non-blocking: whatever is there now
-        raw, self._raw_samples = self._raw_samples, []
+        self._ring.consume()  # non-blocking: whatever is there now
+        raw = self._raw_samples[:]
+        self._raw_samples.clear()
         for blob in raw:
-            s = _RawSample.from_buffer_copy(blob[:ct.sizeof(_RawSample)])
+            s = SampleRaw.from_buffer_copy(blob[:ct.sizeof(SampleRaw)])
             k = s.key
             result.samples.append(PacketSample(
                 ifname=name(k.ifindex), direction=DIRECTIONS[k.dir],
@@ -458,14 +439,14 @@ class Drainer:
     def _apply_forget(self) -> None:
         if not self._forget:
             return
-        for table, prev in ((self.program.bpf[b"totals"], self._prev_totals),
-                            (self.program.bpf[b"overflow"], self._prev_overflow)):
+        for table, prev in ((self.program.maps["totals"], self._prev_totals),
+                            (self.program.maps["overflow"], self._prev_overflow)):
             for key in list(table.keys()):
                 if key.ifindex in self._forget:
                     prev.pop(bytes(key), None)
                     with contextlib.suppress(KeyError):
                         del table[key]
-        slots, key_type = self._slots(), self.program.bpf[b"totals"].Key
+        slots, key_type = self._slots(), self.program.maps["totals"].Key
         for ifindex in self._forget:
             for direction in (0, 1):
                 if slots is not None and ifindex * 2 + direction < len(slots):

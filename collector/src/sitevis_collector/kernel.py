@@ -1,13 +1,20 @@
-"""Compile and load the sitevis BPF program with BCC (no attaching: see tc.py, xdp.py)."""
+"""Load the sitevis BPF program (compiled by BCC in a child: compiler.py); no attaching
+(see tc.py, xdp.py)."""
 
 from __future__ import annotations
 
 import ctypes as ct
+import json
 import os
+import socket
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from sitevis_collector.maps import BpfMap, MapLayoutError, possible_cpus
 from sitevis_collector.records import EGRESS, INGRESS
+from sitevis_collector.structs import MAP_TYPES, RINGBUF_MAP
 
 SOURCE_NAME = "sitevis.c"
 INSTALLED_BPF_DIR = Path("/usr/share/sitevis-collector/bpf")
@@ -74,7 +81,7 @@ class KernelSettings:
         if self.hook not in ("tc", "xdp"):
             raise KernelError(f"kernel setting hook must be 'tc' or 'xdp', not {self.hook!r}")
         # The rate limit is a per-CPU token bucket: split the box-wide limit.
-        per_cpu = max(1, self.sample_limit // _possible_cpus())
+        per_cpu = max(1, self.sample_limit // possible_cpus())
         flags = [
             f"-DFLOW_ENTRIES={self.table_size}",
             f"-DOVERFLOW_ENTRIES={self.overflow_size}",
@@ -88,16 +95,6 @@ class KernelSettings:
         if self.hook == "xdp":
             flags.append("-DSITEVIS_XDP")
         return flags
-
-
-def _possible_cpus() -> int:
-    """Number of possible CPUs (per-CPU maps have one slot for each), e.g. "0-3,8-11"."""
-    text = Path("/sys/devices/system/cpu/possible").read_text().strip()
-    count = 0
-    for part in text.split(","):
-        first, _, last = part.partition("-")
-        count += int(last or first) - int(first) + 1
-    return count
 
 
 def find_bpf_dir(bpf_dir: str | Path | None = None) -> Path:
@@ -147,7 +144,11 @@ def check_privileges() -> None:
 
 
 class FlowProgram:
-    """The compiled and loaded sitevis program: its entry points and maps."""
+    """The loaded sitevis program: its entry points and maps, held by file descriptor.
+
+    BCC compiles and loads it in a child process (compiler.py), so LLVM never enters
+    this one; the child sends the program and map descriptors back and exits.
+    """
 
     def __init__(self, settings: KernelSettings | None = None,
                  bpf_dir: str | Path | None = None) -> None:
@@ -156,27 +157,31 @@ class FlowProgram:
         source = find_bpf_dir(bpf_dir) / SOURCE_NAME
         check_kernel_version(self.settings.hook)
         check_privileges()
+        request = {"source": str(source), "cflags": cflags, "kind": self.settings.hook,
+                   "functions": [self.function_name(d) for d in self.directions],
+                   "maps": [*MAP_TYPES, RINGBUF_MAP]}
+        reply, fds = _compile_in_child(request)
+        if "error" in reply:
+            message = reply["message"]
+            if reply["error"] == "compile":
+                raise CompileError(f"compiling {source} failed ({message}); "
+                                   "are kernel headers installed?")
+            if reply["error"] == "load":
+                raise UnsupportedError(f"the kernel rejected the BPF program: {message}")
+            raise UnsupportedError(message)
+        functions, names = reply["functions"], reply["maps"]
+        self._fds = dict(zip(self.directions, fds[:len(functions)], strict=True))
+        map_fds = dict(zip(names, fds[len(functions):], strict=True))
+        self.maps: dict[str, BpfMap] = {}
+        self.ringbuf_fd: int | None = map_fds.pop(RINGBUF_MAP, None)
         try:
-            from bcc import BPF
-        except ImportError as exc:
-            raise UnsupportedError("BCC is not installed (Debian package python3-bpfcc)") from exc
-        self._bcc = BPF
-        try:
-            self.bpf = BPF(src_file=str(source).encode(), cflags=cflags)
-        except Exception as exc:  # BCC raises bare Exception; compiler output went to stderr
-            raise CompileError(f"compiling {source} failed ({_first_line(exc)}); "
-                               "are kernel headers installed?") from exc
-        self._fds: dict[str, int] = {}
-        try:
-            for direction in self.directions:
-                name = self.function_name(direction)
-                kind = BPF.XDP if self.settings.hook == "xdp" else BPF.SCHED_CLS
-                self._fds[direction] = self.bpf.load_func(name.encode(), kind).fd
-        except Exception as exc:
-            self.bpf.cleanup()
-            raise UnsupportedError(f"the kernel rejected the BPF program: {_first_line(exc)}"
-                                   ) from exc
-        self._tables = [self.bpf[b"flows_a"], self.bpf[b"flows_b"]]
+            for name, fd in map_fds.items():
+                key_type, value_type = MAP_TYPES[name]
+                self.maps[name] = BpfMap(fd, name, key_type, value_type)
+        except MapLayoutError as exc:
+            self.close()
+            raise CompileError(str(exc)) from exc
+        self._tables = [self.maps["flows_a"], self.maps["flows_b"]]
         self._active = 0
         self._set_active(0)
 
@@ -197,21 +202,18 @@ class FlowProgram:
         return self._fds[direction]
 
     def _set_active(self, index: int) -> None:
-        from bcc.libbcc import lib
-
-        outer = self.bpf[b"active_flows"]
-        key, value = ct.c_int(0), ct.c_int(self._tables[index].map_fd)
         # Updating a map-in-map waits (synchronize_rcu) for every program that may
         # still hold the previous inner map: after this returns, nobody writes it.
-        if lib.bpf_update_elem(outer.map_fd, ct.byref(key), ct.byref(value), 0) != 0:
-            err = ct.get_errno()
-            raise UnsupportedError(f"switching flow tables failed: {os.strerror(err)}")
+        try:
+            self.maps["active_flows"][ct.c_int(0)] = ct.c_int(self._tables[index].map_fd)
+        except OSError as exc:
+            raise UnsupportedError(f"switching flow tables failed: {exc.strerror}") from exc
         self._active = index
 
-    def swap_flows(self):
+    def swap_flows(self) -> BpfMap:
         """Point the program at the other (empty) flow table; return the old one.
 
-        The returned BCC table is no longer written by any program and can be read
+        The returned table is no longer written by any program and can be read
         and emptied without losing or double-counting a packet.
         """
         old = self._active
@@ -220,12 +222,43 @@ class FlowProgram:
 
     def close(self) -> None:
         """Release maps and programs (attached hooks keep their own references)."""
-        self.bpf.cleanup()
+        for bpf_map in self.maps.values():
+            bpf_map.close()
+        self.maps.clear()
+        for fd in [*self._fds.values(), self.ringbuf_fd]:
+            if fd is not None and fd >= 0:
+                os.close(fd)
+        self._fds.clear()
+        self.ringbuf_fd = None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+_COMPILER = Path(__file__).with_name("compiler.py")
+_MAX_FDS = 64
+
+
+def _compile_in_child(request: dict) -> tuple[dict, list[int]]:
+    """Run compiler.py in a child process; its JSON reply and the fds it sent."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with ours:
+        try:
+            child = subprocess.Popen([sys.executable, str(_COMPILER), str(theirs.fileno())],
+                                     pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+        finally:
+            theirs.close()
+        message, fds = b"", []
+        try:
+            ours.sendall(json.dumps(request).encode())
+            message, fds, _flags, _addr = socket.recv_fds(ours, 1 << 16, _MAX_FDS)
+        except OSError:
+            pass  # the child died: reported below with its exit status
+        finally:
+            code = child.wait()
+    if not message:
+        for fd in fds:
+            os.close(fd)
+        raise CompileError(f"the BPF compiler process ({_COMPILER.name}) ended "
+                           f"without an answer (exit status {code})")
+    return json.loads(message), fds
 
 
 def hooks_for(program: FlowProgram, netns: str | None = None):

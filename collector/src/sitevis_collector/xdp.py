@@ -6,11 +6,10 @@ remove a program whose name says it is ours.
 
 from __future__ import annotations
 
-import ctypes as ct
 import errno
-import os
 from contextlib import suppress
 
+from sitevis_collector.bpfsys import prog_name
 from sitevis_collector.kernel import (
     FlowProgram,
     InterfaceGoneError,
@@ -21,39 +20,6 @@ from sitevis_collector.kernel import (
 from sitevis_collector.records import INGRESS
 
 NAME_PREFIX = "sitevis"
-_SYS_BPF = 321  # x86_64
-_BPF_PROG_GET_FD_BY_ID = 13
-_BPF_OBJ_GET_INFO_BY_FD = 15
-_INFO_SIZE = 256  # larger than struct bpf_prog_info; name is at offset 64
-_NAME_OFFSET = 64
-
-_libc = ct.CDLL(None, use_errno=True)
-
-
-def _bpf(cmd: int, attr: ct.Array) -> int:
-    res = _libc.syscall(_SYS_BPF, cmd, attr, ct.sizeof(attr))
-    return res if res >= 0 else -ct.get_errno()
-
-
-def prog_name(prog_id: int) -> str | None:
-    """The name of a loaded BPF program by id, None if it is gone."""
-    attr = (ct.c_uint8 * 16)()
-    ct.c_uint32.from_buffer(attr, 0).value = prog_id
-    fd = _bpf(_BPF_PROG_GET_FD_BY_ID, attr)
-    if fd < 0:
-        return None
-    try:
-        info = (ct.c_uint8 * _INFO_SIZE)()
-        attr = (ct.c_uint8 * 16)()
-        ct.c_uint32.from_buffer(attr, 0).value = fd
-        ct.c_uint32.from_buffer(attr, 4).value = _INFO_SIZE
-        ct.c_uint64.from_buffer(attr, 8).value = ct.addressof(info)
-        if _bpf(_BPF_OBJ_GET_INFO_BY_FD, attr) < 0:
-            return None
-        raw = bytes(info[_NAME_OFFSET:_NAME_OFFSET + 16])
-        return raw.split(b"\0", 1)[0].decode(errors="replace")
-    finally:
-        os.close(fd)
 
 
 class XdpHooks:

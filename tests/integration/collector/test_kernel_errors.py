@@ -33,6 +33,29 @@ def test_broken_source_is_a_one_line_compile_error(bcc_ready, tmp_path: Path):
     assert "\n" not in str(info.value)
 
 
+def test_a_source_of_another_version_is_refused_by_map_layout(bcc_ready, tmp_path: Path):
+    """The collector reads maps with its own ctypes mirrors of the C structs: a BPF
+    source whose struct grew must fail with one clear line, not decode garbage."""
+    source = (REPO / "bpf" / "sitevis.c").read_text()
+    grown = source.replace("struct counts {\n    u64 packets;",
+                           "struct counts {\n    u64 extra;\n    u64 packets;", 1)
+    assert grown != source
+    (tmp_path / "sitevis.c").write_text(grown)
+    with pytest.raises(CompileError, match=r"map totals\w*: the kernel's value is 24 bytes, "
+                                           r"the collector expects 16.*different versions"):
+        FlowProgram(bpf_dir=tmp_path)
+
+
+def test_a_dying_compiler_child_is_a_clear_error(bcc_ready, tmp_path: Path, monkeypatch):
+    from sitevis_collector import kernel
+
+    crash = tmp_path / "crash.py"
+    crash.write_text("import os\nos._exit(3)\n")
+    monkeypatch.setattr(kernel, "_COMPILER", crash)
+    with pytest.raises(CompileError, match=r"ended without an answer \(exit status 3\)"):
+        FlowProgram()
+
+
 @pytest.mark.parametrize("settings, complaint", [
     (KernelSettings(table_size=0), "table_size"),
     (KernelSettings(ringbuf_pages=3), "power of two"),

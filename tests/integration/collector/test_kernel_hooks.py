@@ -183,7 +183,7 @@ def test_forget_drops_a_detached_interfaces_cumulative_counters(quiet_pair: Host
         ours.drainer.forget(idx)
         last = ours.drain()
         assert last.totals[("veth0", INGRESS)].packets == 5
-        assert [k for k in program.bpf[b"totals"] if k.ifindex == idx] == []
+        assert [k for k in program.maps["totals"] if k.ifindex == idx] == []
         assert ours.drain().totals == {}
         with observed(right, program=program) as again:
             again.drainer = ours.drainer  # the same collector run, attached anew

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from sitevis_collector.kernel import KernelSettings
+from sitevis_collector.maps import possible_cpus
 from sitevis_collector.records import INGRESS
 
 from tests.harness.netns import HostPair
@@ -74,11 +75,5 @@ def test_rate_limit_bounds_samples_and_counts_the_rest(quiet_pair: HostPair):
     assert got.ringbuf_lost == 0
     assert len(got.samples) + got.samples_rate_limited == sent
     # Each CPU's bucket starts full (burst) and refills at most a few samples meanwhile.
-    cpus = _possible_cpus()
+    cpus = possible_cpus()
     assert burst <= len(got.samples) <= cpus * (burst + 5)
-
-
-def _possible_cpus() -> int:
-    from bcc.utils import get_possible_cpus
-
-    return len(get_possible_cpus())

@@ -8,14 +8,9 @@ import ipaddress
 import pytest
 from sitevis_collector import drain
 from sitevis_collector.records import DrainResult
+from sitevis_collector.structs import FlowKeyRaw, FlowValRaw
 
-
-class Value(ct.Structure):
-    """struct flow_val as BCC describes it (u64 is c_ulonglong there)."""
-
-    _fields_ = [(name, ct.c_ulonglong)
-                for name in ("packets", "bytes", "first_ns", "last_ns", "tcp_flags")]
-
+Value = FlowValRaw
 
 ENTRIES = [  # (l3, ipproto, ethertype, src, dst, sport, dport, vlan)
     (4, 17, 0x0800, "198.18.0.1", "198.18.0.2", 4000, 53, 0),
@@ -29,7 +24,7 @@ ENTRIES = [  # (l3, ipproto, ethertype, src, dst, sport, dport, vlan)
 
 
 def raw_keys() -> ct.Array:
-    keys = (drain._RawKey * len(ENTRIES))()
+    keys = (FlowKeyRaw * len(ENTRIES))()
     for k, (l3, ipproto, ethertype, src, dst, sport, dport, vlan) in zip(keys, ENTRIES,
                                                                           strict=True):
         k.ifindex, k.dir, k.l3, k.ipproto = 3, 1, l3, ipproto
@@ -46,7 +41,7 @@ def decode_both(values: ct.Array, ncpus: int) -> tuple[DrainResult, DrainResult]
     leaf = Value * ncpus if ncpus else Value
     fast, slow = DrainResult(), DrainResult()
     name = {3: "veth0"}.__getitem__
-    key_layout = drain._struct_layout(drain._RawKey, drain._KEY_FIELDS)
+    key_layout = drain._struct_layout(FlowKeyRaw, drain._KEY_FIELDS)
     value_layout = drain._struct_layout(Value, drain._VALUE_FIELDS)
     assert key_layout is not None and value_layout is not None
     drain.Drainer._add_batch(fast, name, 1000, key_layout, value_layout, ncpus, keys, values,
@@ -81,7 +76,7 @@ def test_per_cpu_batches_merge_like_the_ctypes_path(ncpus):
     assert fast.flows == slow.flows and fast.flows
 
 
-def test_layouts_follow_the_structs_bcc_hands_over():
-    layout = drain._struct_layout(drain._RawKey, drain._KEY_FIELDS)
-    assert layout is not None and layout.size == ct.sizeof(drain._RawKey)
+def test_layouts_follow_the_structs_of_sitevis_c():
+    layout = drain._struct_layout(FlowKeyRaw, drain._KEY_FIELDS)
+    assert layout is not None and layout.size == ct.sizeof(FlowKeyRaw)
     assert drain._struct_layout(Value, ("packets", "missing")) is None

@@ -1,0 +1,132 @@
+"""The bpf(2) system call through ctypes: the few commands the collector runs itself.
+
+The collector never links BCC/LLVM (see compiler.py): maps and programs arrive as file
+descriptors, and everything done with them afterwards is one of these commands.
+"""
+
+from __future__ import annotations
+
+import ctypes as ct
+import os
+
+_SYS_BPF = {"x86_64": 321, "aarch64": 280}
+
+# enum bpf_cmd
+MAP_LOOKUP_ELEM = 1
+MAP_UPDATE_ELEM = 2
+MAP_DELETE_ELEM = 3
+MAP_GET_NEXT_KEY = 4
+PROG_GET_FD_BY_ID = 13
+OBJ_GET_INFO_BY_FD = 15
+MAP_LOOKUP_BATCH = 24
+MAP_LOOKUP_AND_DELETE_BATCH = 25
+ENABLE_STATS = 32
+
+# enum bpf_map_type (the ones sitevis.c makes)
+MAP_HASH = 1
+MAP_ARRAY = 2
+MAP_PERCPU_HASH = 5
+MAP_PERCPU_ARRAY = 6
+MAP_ARRAY_OF_MAPS = 12
+MAP_RINGBUF = 27
+PERCPU_TYPES = frozenset({MAP_PERCPU_HASH, MAP_PERCPU_ARRAY})
+
+_libc = ct.CDLL(None, use_errno=True)
+
+
+class BpfError(OSError):
+    """A bpf(2) command failed; errno says why."""
+
+
+def bpf(cmd: int, attr: ct.Structure | ct.Array) -> int:
+    """Run one bpf(2) command; the result (>= 0), or -errno."""
+    nr = _SYS_BPF.get(os.uname().machine)
+    if nr is None:
+        return -95  # EOPNOTSUPP: no syscall number known for this architecture
+    res = _libc.syscall(ct.c_long(nr), ct.c_int(cmd), ct.byref(attr), ct.c_uint(ct.sizeof(attr)))
+    return res if res >= 0 else -ct.get_errno()
+
+
+def check(res: int, what: str) -> int:
+    if res < 0:
+        raise BpfError(-res, f"{what}: {os.strerror(-res)}")
+    return res
+
+
+class _ElemAttr(ct.Structure):
+    _fields_ = [("map_fd", ct.c_uint32), ("pad", ct.c_uint32), ("key", ct.c_uint64),
+                ("value", ct.c_uint64), ("flags", ct.c_uint64)]
+
+
+class _BatchAttr(ct.Structure):
+    _fields_ = [("in_batch", ct.c_uint64), ("out_batch", ct.c_uint64), ("keys", ct.c_uint64),
+                ("values", ct.c_uint64), ("count", ct.c_uint32), ("map_fd", ct.c_uint32),
+                ("elem_flags", ct.c_uint64), ("flags", ct.c_uint64)]
+
+
+class _InfoAttr(ct.Structure):
+    _fields_ = [("bpf_fd", ct.c_uint32), ("info_len", ct.c_uint32), ("info", ct.c_uint64)]
+
+
+class MapInfo(ct.Structure):
+    """The head of struct bpf_map_info (the kernel fills what fits)."""
+
+    _fields_ = [("type", ct.c_uint32), ("id", ct.c_uint32), ("key_size", ct.c_uint32),
+                ("value_size", ct.c_uint32), ("max_entries", ct.c_uint32),
+                ("map_flags", ct.c_uint32), ("name", ct.c_char * 16)]
+
+
+_PROG_INFO_SIZE = 256   # larger than struct bpf_prog_info
+_PROG_NAME_OFFSET = 64  # bpf_prog_info.name
+
+
+def _address(buf) -> int:
+    return 0 if buf is None else ct.addressof(buf)
+
+
+def elem(cmd: int, map_fd: int, key, value=None, flags: int = 0) -> int:
+    """lookup / update / delete / get-next-key on one element: result or -errno."""
+    attr = _ElemAttr(map_fd=map_fd, key=_address(key), value=_address(value), flags=flags)
+    return bpf(cmd, attr)
+
+
+def batch(cmd: int, map_fd: int, in_batch, out_batch, keys, values,
+          count: ct.c_uint32) -> int:
+    """MAP_LOOKUP_BATCH / MAP_LOOKUP_AND_DELETE_BATCH; count is in/out. Result or -errno."""
+    attr = _BatchAttr(in_batch=_address(in_batch), out_batch=_address(out_batch),
+                      keys=_address(keys), values=_address(values), count=count.value,
+                      map_fd=map_fd)
+    res = bpf(cmd, attr)
+    count.value = attr.count  # the kernel reports how many it copied, also on ENOENT
+    return res
+
+
+def map_info(fd: int) -> MapInfo:
+    info = MapInfo()
+    attr = _InfoAttr(bpf_fd=fd, info_len=ct.sizeof(info), info=ct.addressof(info))
+    check(bpf(OBJ_GET_INFO_BY_FD, attr), f"reading map info of fd {fd}")
+    return info
+
+
+def prog_name(prog_id: int) -> str | None:
+    """The name of a loaded BPF program by id, None if it is gone."""
+    attr = (ct.c_uint32 * 4)(prog_id)
+    fd = bpf(PROG_GET_FD_BY_ID, attr)
+    if fd < 0:
+        return None
+    try:
+        info = (ct.c_uint8 * _PROG_INFO_SIZE)()
+        info_attr = _InfoAttr(bpf_fd=fd, info_len=_PROG_INFO_SIZE, info=ct.addressof(info))
+        if bpf(OBJ_GET_INFO_BY_FD, info_attr) < 0:
+            return None
+        raw = bytes(info[_PROG_NAME_OFFSET:_PROG_NAME_OFFSET + 16])
+        return raw.split(b"\0", 1)[0].decode(errors="replace")
+    finally:
+        os.close(fd)
+
+
+def enable_stats_fd() -> int | None:
+    """BPF_ENABLE_STATS (run time): on while the returned fd is open; None if refused."""
+    attr = (ct.c_uint32 * 2)(0, 0)  # BPF_STATS_RUN_TIME
+    fd = bpf(ENABLE_STATS, attr)
+    return fd if fd >= 0 else None
