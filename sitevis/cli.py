@@ -97,6 +97,15 @@ def talkers_groupings() -> list[str]:
     return list(GROUPINGS)
 
 
+def _site_query_parser(sub: argparse._SubParsersAction, name: str,
+                       summary: str) -> argparse.ArgumentParser:
+    """A sub-command that queries one site's data: connection options and --site."""
+    parser = sub.add_parser(name, help=summary)
+    add_connection_options(parser)
+    parser.add_argument("--site", help="only this site (default: the inventory's)")
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sitevis", description="sitevis site controller")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -123,17 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds to wait for a box's data (default 90)")
     verify.set_defaults(func=cmd_verify)
 
-    status = sub.add_parser("status", help="per box: last seen, coverage, overflows, spool")
-    add_connection_options(status)
-    status.add_argument("--site", help="only this site (default: the inventory's)")
+    status = _site_query_parser(sub, "status",
+                                "per box: last seen, coverage, overflows, spool")
     status.add_argument("--window", default="5m", help="time window for sums (e.g. 15m)")
     status.add_argument("--stale-after", type=float, default=60.0,
                         help="seconds without data after which a box counts as silent")
     status.set_defaults(func=cmd_status)
 
-    top = sub.add_parser("top", help="site-wide top talkers over a time range")
-    add_connection_options(top)
-    top.add_argument("--site", help="only this site (default: the inventory's)")
+    top = _site_query_parser(sub, "top", "site-wide top talkers over a time range")
     top.add_argument("--since", default="1h", help="time range, e.g. 15m, 6h, 7d")
     top.add_argument("--by", choices=sorted(talkers_groupings()), default="talkers")
     top.add_argument("--dir", choices=["ingress", "egress"], default="ingress",
