@@ -505,7 +505,7 @@ def total(result, direction: str) -> tuple[int, int]:
 def flow_sum(result, direction: str) -> tuple[int, int, int]:
     """(packets, bytes, flows) of one direction over flow rows and overflow buckets."""
     flows = [c for k, c in result.flows.items() if k.direction == direction]
-    over = [c for (_, d, _), c in result.overflow.items() if d == direction]
+    over = [c for (_, d, *_), c in result.overflow.items() if d == direction]
     return (sum(c.packets for c in flows + over), sum(c.bytes for c in flows + over),
             len(flows))
 

@@ -147,13 +147,15 @@ def _flow_points(result: DrainResult, cfg: Config, end_ns: int,
                         {"packets": packets, "bytes": nbytes, "flows": flows,
                          "tcp_flags": flags},
                         end_ns)
-    # Packets that found the flow table full: known only by protocol. Never folded, so
-    # flow totals stay equal to iface totals.
-    for (ifname, direction, proto), c in sorted(result.overflow.items()):
+    # Packets that found the flow table full: known only by protocol (and ethertype, which
+    # is all a non-IP flow's service is). Never folded: flow totals stay equal to iface
+    # totals.
+    for (ifname, direction, proto, ethertype), c in sorted(result.overflow.items()):
+        service = f"eth/0x{ethertype:04x}" if proto == "eth" else OVERFLOW
         yield Point(
             FLOW,
             {**base, "iface": ifname, "dir": direction, "proto": proto,
-             "src": OVERFLOW, "dst": OVERFLOW, "service": OVERFLOW},
+             "src": OVERFLOW, "dst": OVERFLOW, "service": service},
             {"packets": c.packets, "bytes": c.bytes, "flows": 0, "tcp_flags": c.tcp_flags},
             end_ns,
         )
@@ -169,7 +171,7 @@ def iface_points(result: DrainResult, cfg: Config, end_ns: int,
     """
     kernel = kernel or {}
     overflow: dict[tuple[str, str], FlowCounters] = {}
-    for (ifname, direction, _), c in result.overflow.items():
+    for (ifname, direction, *_), c in result.overflow.items():
         o = overflow.setdefault((ifname, direction), FlowCounters())
         o.packets += c.packets
         o.bytes += c.bytes

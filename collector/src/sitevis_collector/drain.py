@@ -402,7 +402,8 @@ class Drainer:
     def _drain_overflow(self, result: DrainResult, name) -> None:
         now = self._cumulative(self.program.maps["overflow"])
         for key, packets, size in self._delta(now, self._prev_overflow):
-            k = (name(key.ifindex), DIRECTIONS[key.dir], proto_name(key.l3, key.ipproto))
+            k = (name(key.ifindex), DIRECTIONS[key.dir], proto_name(key.l3, key.ipproto),
+                 key.ethertype)
             c = result.overflow.setdefault(k, FlowCounters())
             c.packets += packets
             c.bytes += size

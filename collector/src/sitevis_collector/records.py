@@ -64,8 +64,8 @@ class DrainResult:
     flows: dict[FlowKey, FlowCounters] = field(default_factory=dict)
     # Exact per-interface totals (ifname, direction) -> counters, overflow included.
     totals: dict[tuple[str, str], FlowCounters] = field(default_factory=dict)
-    # Packets that found the flow table full, per (ifname, direction, proto).
-    overflow: dict[tuple[str, str, str], FlowCounters] = field(default_factory=dict)
+    # Packets that found the flow table full, per (ifname, direction, proto, ethertype).
+    overflow: dict[tuple[str, str, str, int], FlowCounters] = field(default_factory=dict)
     samples: list[PacketSample] = field(default_factory=list)
     ringbuf_lost: int = 0
     overflow_events: int = 0

@@ -97,7 +97,10 @@ def test_tiny_table_keeps_totals_exact_and_counts_overflow(quiet_pair: HostPair)
     batch = [(f.eth(0x0800, f.ipv4("198.18.250.1", "198.18.250.2", 17,
                                    f.udp(20000 + i, 53, bytes(i % 7)))), copies)
              for i in range(flows)]
-    packets = flows * copies
+    # Non-IP frames last (the table is full by then): their overflow row keeps the
+    # ethertype. 0x88b5 is the IEEE local experimental type: no stack answers it.
+    batch.append((f.eth(0x88B5, bytes(50)), copies))
+    packets = (flows + 1) * copies
     size = copies * sum(len(frame) for frame, _ in batch)
     with observed(quiet_pair.right, KernelSettings(table_size=8)) as right:
         right.drain()
@@ -112,7 +115,8 @@ def test_tiny_table_keeps_totals_exact_and_counts_overflow(quiet_pair: HostPair)
             assert 0 < len(got.flows) <= 8
             assert in_flows + in_overflow == packets
             assert got.overflow_events == in_overflow > 0
-            assert set(got.overflow) == {("veth0", INGRESS, "udp")}
+            assert set(got.overflow) == {("veth0", INGRESS, "udp", 0x0800),
+                                         ("veth0", INGRESS, "eth", 0x88B5)}
             assert (sum(c.bytes for c in got.flows.values())
                     + sum(c.bytes for c in got.overflow.values())) == size
             assert got.unaccounted == 0

@@ -123,19 +123,23 @@ def test_exactly_n_rows_are_not_folded():
 def test_overflow_buckets_are_flow_rows_and_flow_totals_equal_iface_totals():
     result = DrainResult(
         flows={key(): fc(10, 1000), key("udp", dport=53): fc(4, 400)},
-        overflow={("eth0", "egress", "tcp"): fc(7, 700, 0x10),
-                  ("eth0", "egress", "udp"): fc(1, 90)},
-        totals={("eth0", "egress"): fc(22, 2190)},
+        overflow={("eth0", "egress", "tcp", 0x0800): fc(7, 700, 0x10),
+                  ("eth0", "egress", "udp", 0x0800): fc(1, 90),
+                  ("eth0", "egress", "eth", 0x0806): fc(2, 120)},
+        totals={("eth0", "egress"): fc(24, 2310)},
     )
     cfg = config(top_n=1)
     points = flow_points(result, cfg, END)
     rows = rows_of(points)
     assert rows[("eth0", "egress", "tcp", "overflow", "overflow", "overflow")] == {
         "packets": 7, "bytes": 700, "flows": 0, "tcp_flags": 0x10}
-    assert sum(v["bytes"] for v in rows.values()) == 2190
-    assert sum(v["packets"] for v in rows.values()) == 22
+    # A non-IP flow's service is its ethertype: known even in the overflow bucket.
+    assert rows[("eth0", "egress", "eth", "overflow", "overflow", "eth/0x0806")] == {
+        "packets": 2, "bytes": 120, "flows": 0, "tcp_flags": 0}
+    assert sum(v["bytes"] for v in rows.values()) == 2310
+    assert sum(v["packets"] for v in rows.values()) == 24
     [iface] = iface_points(result, cfg, END)
-    assert iface.fields["overflow_packets"] == 8 and iface.fields["overflow_bytes"] == 790
+    assert iface.fields["overflow_packets"] == 10 and iface.fields["overflow_bytes"] == 910
 
 
 def test_non_ip_frames_have_no_address_tags_on_the_wire():
@@ -209,7 +213,7 @@ def test_every_point_of_an_interval_is_unique_and_stamped_with_its_end():
     result = DrainResult(
         flows=flows,
         totals={("eth0", "egress"): fc(1225, 122500), ("eth0", "ingress"): fc(30, 2400)},
-        overflow={("eth0", "ingress", "udp"): fc(3, 240)},
+        overflow={("eth0", "ingress", "udp", 0x0800): fc(3, 240)},
         samples=[sample(END - 5), sample(END - 5), sample(END - 5, direction="egress")],
         ringbuf_lost=4, overflow_events=3, truncated=2,
     )
@@ -250,7 +254,7 @@ def test_iter_points_consuming_the_flows_gives_the_same_points():
 
     def result() -> DrainResult:
         return DrainResult(flows=dict(flows), totals={("eth0", "egress"): fc(1, 1)},
-                           overflow={("eth0", "egress", "tcp"): fc(3, 180)})
+                           overflow={("eth0", "egress", "tcp", 0x0800): fc(3, 180)})
 
     cfg = config(top_n=20)
     expected = aggregate(result(), cfg, END, stats={"x": 1})
