@@ -108,11 +108,16 @@ def map_info(fd: int) -> MapInfo:
     return info
 
 
+def prog_fd_by_id(prog_id: int) -> int | None:
+    """A new file descriptor of a loaded BPF program, None if it is gone."""
+    fd = bpf(PROG_GET_FD_BY_ID, (ct.c_uint32 * 4)(prog_id))
+    return fd if fd >= 0 else None
+
+
 def prog_name(prog_id: int) -> str | None:
     """The name of a loaded BPF program by id, None if it is gone."""
-    attr = (ct.c_uint32 * 4)(prog_id)
-    fd = bpf(PROG_GET_FD_BY_ID, attr)
-    if fd < 0:
+    fd = prog_fd_by_id(prog_id)
+    if fd is None:
         return None
     try:
         info = (ct.c_uint8 * _PROG_INFO_SIZE)()

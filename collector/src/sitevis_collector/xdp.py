@@ -7,9 +7,10 @@ remove a program whose name says it is ours.
 from __future__ import annotations
 
 import errno
+import os
 from contextlib import suppress
 
-from sitevis_collector.bpfsys import prog_name
+from sitevis_collector.bpfsys import prog_fd_by_id, prog_name
 from sitevis_collector.kernel import (
     FlowProgram,
     InterfaceGoneError,
@@ -18,8 +19,13 @@ from sitevis_collector.kernel import (
     UnsupportedError,
 )
 from sitevis_collector.records import INGRESS
+from sitevis_collector.xdp_link import XDP_FLAGS_REPLACE, XDP_FLAGS_UPDATE_IF_NOEXIST, XdpSetter
 
 NAME_PREFIX = "sitevis"
+
+
+class ForeignProgramError(KernelError):
+    """Someone else's XDP program is on the interface: never touched."""
 
 
 class XdpHooks:
@@ -32,6 +38,7 @@ class XdpHooks:
 
         self.program = program
         self._ipr = NetNS(netns) if netns else IPRoute()
+        self._setter = XdpSetter(netns)
         self.attached: dict[int, tuple[str, ...]] = {}
 
     def attached_prog_id(self, ifindex: int) -> int:
@@ -42,11 +49,22 @@ class XdpHooks:
         xdp = link.get_attr("IFLA_XDP")
         return (xdp.get_attr("IFLA_XDP_PROG_ID") or 0) if xdp else 0
 
-    def _set(self, ifindex: int, fd: int, what: str) -> None:
+    def _set(self, ifindex: int, fd: int, what: str, expected_id: int = 0) -> None:
+        """Attach fd (-1: remove) only if the program attached now is expected_id (0:
+        none); the kernel checks this atomically, so a program someone else attached
+        since we looked is never replaced or removed."""
+        expected_fd = prog_fd_by_id(expected_id) if expected_id else None
+        if expected_id and expected_fd is None:
+            raise ForeignProgramError(f"the XDP program on interface {ifindex} changed "
+                                      f"while {what}; leaving it alone")
+        flags = XDP_FLAGS_REPLACE if expected_id else XDP_FLAGS_UPDATE_IF_NOEXIST
         try:
-            self._ipr.link("set", index=ifindex, xdp_fd=fd)
-        except Exception as exc:
-            code = getattr(exc, "code", None)
+            self._setter.set(ifindex, fd, flags, expected_fd)
+        except OSError as exc:
+            code = exc.errno
+            if code in (errno.EBUSY, errno.EEXIST):
+                raise ForeignProgramError(f"interface {ifindex} got another XDP program "
+                                          f"while {what}; leaving it alone") from exc
             if code in (errno.EPERM, errno.EACCES):
                 raise NoPrivilegesError(f"{what} on ifindex {ifindex} needs CAP_NET_ADMIN"
                                         ) from exc
@@ -56,32 +74,41 @@ class XdpHooks:
                 raise UnsupportedError(f"interface {ifindex} does not support XDP ({exc})"
                                        ) from exc
             raise KernelError(f"{what} on ifindex {ifindex} failed: {exc}") from exc
+        finally:
+            if expected_fd is not None:
+                os.close(expected_fd)
+
+    def _ours(self, prog_id: int) -> bool:
+        return bool(prog_id) and (prog_name(prog_id) or "").startswith(NAME_PREFIX)
 
     def attach(self, ifindex: int, directions: tuple[str, ...] = (INGRESS,)) -> None:
         current = self.attached_prog_id(ifindex)
-        if current:
-            name = prog_name(current) or ""
-            if not name.startswith(NAME_PREFIX):
-                raise KernelError(f"interface {ifindex} already has a foreign XDP program "
-                                  f"({name or current}); not replacing it")
-        self._set(ifindex, self.program.function_fd(INGRESS), "attaching XDP")
+        if current and not self._ours(current):
+            name = prog_name(current) or current
+            raise ForeignProgramError(f"interface {ifindex} already has a foreign XDP "
+                                      f"program ({name}); not replacing it")
+        self._set(ifindex, self.program.function_fd(INGRESS), "attaching XDP", current)
         self.attached[ifindex] = (INGRESS,)
 
     def detach(self, ifindex: int) -> None:
         self.attached.pop(ifindex, None)
         current = self.attached_prog_id(ifindex)
-        if current and (prog_name(current) or "").startswith(NAME_PREFIX):
-            self._set(ifindex, -1, "detaching XDP")
+        if self._ours(current):
+            with suppress(ForeignProgramError):  # replaced by someone else: theirs now
+                self._set(ifindex, -1, "detaching XDP", current)
 
     def remove_stale(self, ifindex: int) -> int:
         """Remove an XDP program of ours left by an earlier run; return how many (0/1)."""
         if ifindex in self.attached:
             return 0
         current = self.attached_prog_id(ifindex)
-        if current and (prog_name(current) or "").startswith(NAME_PREFIX):
-            self._set(ifindex, -1, "removing a stale XDP program")
-            return 1
-        return 0
+        if not self._ours(current):
+            return 0
+        try:
+            self._set(ifindex, -1, "removing a stale XDP program", current)
+        except ForeignProgramError:
+            return 0
+        return 1
 
     def detach_all(self) -> None:
         for ifindex in list(self.attached):
@@ -89,4 +116,5 @@ class XdpHooks:
                 self.detach(ifindex)
 
     def close(self) -> None:
+        self._setter.close()
         self._ipr.close()

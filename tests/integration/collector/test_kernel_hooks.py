@@ -192,3 +192,50 @@ def test_forget_drops_a_detached_interfaces_cumulative_counters(quiet_pair: Host
             assert again.drain().totals[("veth0", INGRESS)].packets == 3
     finally:
         program.close()
+
+
+FOREIGN_XDP = b"int someone_elses_xdp(struct xdp_md *ctx) { return XDP_PASS; }"
+
+
+def _force_xdp(host: Host, ifindex_: int, fd: int) -> None:
+    """Set an XDP program the way any other tool would: no flags, replacing anything."""
+    from pyroute2 import NetNS
+
+    with NetNS(host.netns) as ns:
+        ns.link("set", index=ifindex_, xdp_fd=fd)
+
+
+def test_xdp_never_replaces_or_removes_a_foreign_program(quiet_pair: HostPair):
+    from bcc import BPF
+
+    right = quiet_pair.right
+    idx = ifindex(right)
+    other = BPF(text=FOREIGN_XDP)
+    foreign_fd = other.load_func(b"someone_elses_xdp", BPF.XDP).fd
+    program = FlowProgram(KernelSettings(hook="xdp", table_size=64))
+    hooks = hooks_for(program, right.netns)
+    try:
+        _force_xdp(right, idx, foreign_fd)
+        foreign_id = hooks.attached_prog_id(idx)
+        with pytest.raises(KernelError, match="foreign XDP program"):
+            hooks.attach(idx)
+        assert hooks.remove_stale(idx) == 0
+        _force_xdp(right, idx, -1)
+
+        # Ours attached; then someone else swaps in theirs behind our back. A detach
+        # that still believes ours is there (the state it read a moment earlier) must
+        # not remove theirs: the kernel compares the expected program atomically.
+        hooks.attach(idx)
+        ours_id = hooks.attached_prog_id(idx)
+        assert ours_id and ours_id != foreign_id
+        _force_xdp(right, idx, foreign_fd)
+        real_reader = hooks.attached_prog_id
+        hooks.attached_prog_id = lambda _idx: ours_id  # the stale view
+        hooks.detach(idx)
+        hooks.attached_prog_id = real_reader
+        assert hooks.attached_prog_id(idx) == foreign_id
+    finally:
+        _force_xdp(right, idx, -1)
+        hooks.close()
+        program.close()
+        other.cleanup()
