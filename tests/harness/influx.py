@@ -134,17 +134,16 @@ bind-address = "127.0.0.1:{self.rpc_port}"
         return json.loads(body)
 
     def write(self, db: str, lines: str, precision: str = "ns",
-              auth: tuple[str, str] | None = None) -> int:
-        """Write line protocol; returns the HTTP status."""
-        status, _ = self._request(
-            "/write", {"db": db, "precision": precision}, lines.encode(), auth=auth
-        )
+              auth: tuple[str, str] | None = None, rp: str | None = None) -> int:
+        """Write line protocol (into `rp`, else the default policy); the HTTP status."""
+        params = {"db": db, "precision": precision} | ({"rp": rp} if rp else {})
+        status, _ = self._request("/write", params, lines.encode(), auth=auth)
         return status
 
-    def rows(self, q: str, db: str) -> list[dict]:
+    def rows(self, q: str, db: str, auth: tuple[str, str] | None = None) -> list[dict]:
         """Rows of every series of a query as dicts (column -> value, tags included)."""
         out: list[dict] = []
-        for result in self.query(q, db=db).get("results", []):
+        for result in self.query(q, db=db, auth=auth).get("results", []):
             if "error" in result:
                 raise RuntimeError(f"query {q!r} failed: {result['error']}")
             for series in result.get("series", []):

@@ -222,6 +222,22 @@ def test_the_downsampling_query_sums_into_the_long_policy(base):
     assert [(r["bytes"], r["packets"]) for r in rows(body)] == [(1750, 6)]
 
 
+def rp_selector(base: str) -> list[tuple]:
+    """The dashboards' retention policy selector, as the READ user (Grafana) reads it."""
+    status, body = query(base, 'SELECT "rp", "interval", "max_range_ms" FROM '
+                         '"sitevis_meta"."sitevis_rp"', auth=grafana(), db=DATABASE)
+    assert status == 200, body
+    return [(r["time"], r["rp"], r["interval"], r["max_range_ms"]) for r in rows(body)]
+
+
+def test_the_rp_selector_names_raw_then_long(base):
+    """raw for ranges up to 2 d starting within its 30 d, long for every other range."""
+    assert rp_selector(base) == [
+        ("1970-01-31T00:00:00Z", "raw", "10s", 2 * 86400 * 1000),
+        ("2200-01-01T00:00:00Z", "long", "5m", 2**63 - 1),
+    ]
+
+
 # --- Grafana provisioning --------------------------------------------------------------
 
 
@@ -355,6 +371,10 @@ def test_zz_the_role_repairs_drift_and_then_changes_nothing(base):
     ):
         status, body = query(base, statement, auth=ADMIN)
         assert status == 200 and "error" not in json.loads(body)["results"][0], (statement, body)
+    # The selector: the raw point overwritten, a stray point added.
+    assert write(base, 'sitevis_rp rp="long",interval="5m",max_range_ms=1i 2592000000000000\n'
+                 'sitevis_rp rp="old",interval="1h",max_range_ms=1i 86400000000000',
+                 auth=ADMIN, rp="sitevis_meta")[0] == 204
 
     repaired = converge()
     assert repaired.returncode == 0, repaired.stdout[-3000:]
@@ -365,6 +385,7 @@ def test_zz_the_role_repairs_drift_and_then_changes_nothing(base):
     test_retention_policies_raw_default_and_long(base)
     assert set(continuous_queries(base)) == {"sitevis_flow_5m", "sitevis_iface_5m"}
     assert query(base, "SHOW MEASUREMENTS", auth=grafana(), db=DATABASE)[0] == 200
+    test_the_rp_selector_names_raw_then_long(base)
 
     again = converge()
     assert again.returncode == 0, again.stdout[-3000:]

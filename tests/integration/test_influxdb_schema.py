@@ -1,0 +1,118 @@
+"""The influxdb role's schema tasks on a real influxd (auth on), run by ansible-playbook.
+
+Above all the dashboards' retention policy selector: written by the role, readable by
+the READ user, answering the dashboards' own variable queries with one policy per time
+range, unchanged by a second run and rewritten after drift.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dashboards import common
+from tests.harness import grafana as g
+from tests.harness.influx import InfluxServer
+from tests.harness.influx_role import ADMIN, GRAFANA, apply_schema, stats
+
+REPO = Path(__file__).parents[2]
+DEFAULTS = yaml.safe_load((REPO / "roles/influxdb/defaults/main.yml").read_text())
+DB = DEFAULTS["influxdb_database"]
+RAW = DEFAULTS["influxdb_raw_retention_policy"]
+LONG = DEFAULTS["influxdb_long_retention_policy"]
+HOUR_MS, DAY_MS = 3_600_000, 86_400_000
+SELECTOR = f'SELECT * FROM {common.RP_SELECTOR}'
+
+
+@pytest.fixture
+def server(influxdb_auth: InfluxServer) -> Iterator[InfluxServer]:
+    """An influxd with auth on and its admin: what the role has after tasks/admin.yml."""
+    influxdb_auth.query(f"CREATE USER {ADMIN[0]} WITH PASSWORD '{ADMIN[1]}' "
+                        "WITH ALL PRIVILEGES")
+    yield influxdb_auth
+
+
+def selected(server: InfluxServer, start_ms: int, end_ms: int,
+             auth: tuple[str, str] = GRAFANA) -> tuple[str, ...]:
+    """(rp, rp_interval) as the dashboards' variables get them for this range."""
+    values = []
+    for field in ("rp", "interval"):
+        text = g.interpolate(common.rp_query(field), {}, start_ms=start_ms, end_ms=end_ms,
+                             interval_s=10)
+        values += [row[field] for row in server.rows(text, db=DB, auth=auth)]
+    return tuple(values)
+
+
+def selector_points(server: InfluxServer) -> list[dict]:
+    return server.rows(SELECTOR, db=DB, auth=ADMIN)
+
+
+def test_the_role_writes_a_selector_the_dashboards_read(server: InfluxServer, tmp_path: Path):
+    first = stats(apply_schema(server, tmp_path))
+    assert first["changed"] > 0
+    now = int(time.time() * 1000)
+    raw = (RAW, DEFAULTS["influxdb_raw_interval"])
+    long = (LONG, DEFAULTS["influxdb_downsample_interval"])
+    # The READ user (Grafana's) reads it; one policy for every range.
+    assert selected(server, now - HOUR_MS, now) == raw
+    assert selected(server, now - 30 * DAY_MS, now) == long
+    # Within the raw retention, up to influxdb_raw_max_range (2d): raw; longer: long.
+    assert selected(server, now - 2 * DAY_MS, now) == raw
+    assert selected(server, now - 2 * DAY_MS - 60_000, now) == long
+    # An hour older than the raw retention (30d) has only the long policy's sums.
+    assert selected(server, now - 40 * DAY_MS, now - 40 * DAY_MS + HOUR_MS) == long
+    assert selected(server, now - 29 * DAY_MS, now - 29 * DAY_MS + HOUR_MS) == raw
+    # Older than even the long retention, or everything since 1970: still one answer.
+    assert selected(server, now - 800 * DAY_MS, now - 799 * DAY_MS) == long
+    assert selected(server, 0, now) == long
+
+    second = stats(apply_schema(server, tmp_path))
+    assert second["changed"] == 0 and second["failures"] == 0
+
+
+def test_the_selector_follows_the_role_variables(server: InfluxServer, tmp_path: Path):
+    stats(apply_schema(server, tmp_path))
+    now = int(time.time() * 1000)
+    assert selected(server, now - 5 * DAY_MS, now)[0] == LONG
+    changed = stats(apply_schema(server, tmp_path, influxdb_raw_max_range="7d",
+                                 influxdb_raw_interval="30s"))
+    assert changed["changed"] > 0
+    assert selected(server, now - 5 * DAY_MS, now) == (RAW, "30s")
+    assert len(selector_points(server)) == 2
+
+
+def test_drift_in_the_selector_is_repaired(server: InfluxServer, tmp_path: Path):
+    stats(apply_schema(server, tmp_path))
+    wanted = selector_points(server)
+    [raw_point, _] = wanted
+    measurement = common.RP_SELECTOR.split(".")[1].strip('"')
+    meta = common.RP_SELECTOR.split(".")[0].strip('"')
+    # One point overwritten with another policy's name, one stray point added.
+    drift = (f'{measurement} rp="{LONG}",interval="5m",max_range_ms=1i {raw_point["time"]}\n'
+             f'{measurement} rp="old",interval="1h",max_range_ms=5i 86400000000000')
+    assert server.write(DB, drift, auth=ADMIN, rp=meta) == 204
+    assert selector_points(server) != wanted
+
+    repaired = stats(apply_schema(server, tmp_path))
+    assert repaired["changed"] > 0
+    assert selector_points(server) == wanted
+    assert stats(apply_schema(server, tmp_path))["changed"] == 0
+
+    server.query(f'DELETE FROM "{measurement}"', db=DB, auth=ADMIN)
+    assert selector_points(server) == []
+    assert stats(apply_schema(server, tmp_path))["changed"] > 0
+    assert selector_points(server) == wanted
+
+
+def test_preflight_refuses_a_raw_range_beyond_the_raw_retention(server: InfluxServer,
+                                                               tmp_path: Path):
+    run = apply_schema(server, tmp_path, influxdb_raw_max_range="31d")
+    assert run.returncode != 0
+    assert "influxdb_raw_max_range (31d) at most the raw retention" in " ".join(run.stdout.split())
+    series = server.query("SHOW DATABASES", auth=ADMIN)["results"][0].get("series", [])
+    databases = [v[0] for s in series for v in s.get("values", [])]
+    assert DB not in databases   # stopped before any change
