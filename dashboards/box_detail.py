@@ -12,7 +12,7 @@ UID = "sitevis-box-detail"
 SYN, RST = 0x02, 0x04
 # Flow rows per collector interval (10 s, the datasource's min interval) on average.
 ACTIVE_FLOWS = ('SELECT SUM("flows") * 10000 / $__interval_ms AS "flows" '
-                f'FROM "${{rp:text}}"."flow" WHERE {q.TRAFFIC_FILTER} AND $timeFilter '
+                f'FROM "$rp"."flow" WHERE {q.TRAFFIC_FILTER} AND $timeFilter '
                 'GROUP BY time($__interval), "iface", "dir" fill(0)')
 PACKETS = ('SELECT "iface", "dir", "proto", "src", "sport", "dst", "dport", "length", '
            '"ttl", "tcp_flags", "sample_rate" FROM "packet" '
@@ -28,7 +28,7 @@ def tcp_flag_rate(bit: int, name: str) -> str:
 
 
 def build() -> Dashboard:
-    rp = "$rp"
+    step = "$rp_interval"
     return (
         c.dashboard(UID, "sitevis / Box detail", ["box"])
         .with_variable(c.tag_variable("site", "Site", multi=False))
@@ -36,14 +36,15 @@ def build() -> Dashboard:
         .with_variable(c.tag_variable("iface", "Interface"))
         .with_variable(c.tag_variable("dir", "Direction"))
         .with_variable(c.rp_variable())
+        .with_variable(c.rp_interval_variable())
         .with_row(Row("Interfaces"))
         .with_panel(c.graph("Interface traffic", "bps",
-                            c.query(q.IFACE_BPS, "$tag_iface $tag_dir"), interval=rp))
+                            c.query(q.IFACE_BPS, "$tag_iface $tag_dir"), interval=step))
         .with_panel(c.graph("Interface packets", "pps",
-                            c.query(q.IFACE_PPS, "$tag_iface $tag_dir"), interval=rp))
+                            c.query(q.IFACE_PPS, "$tag_iface $tag_dir"), interval=step))
         .with_row(Row("Flows"))
         .with_panel(c.graph("Active flows", "short",
-                            c.query(ACTIVE_FLOWS, "$tag_iface $tag_dir"), interval=rp,
+                            c.query(ACTIVE_FLOWS, "$tag_iface $tag_dir"), interval=step,
                             description="Connections seen per 10 s collector interval."))
         .with_panel(c.graph("TCP SYN / RST", "cps",
                             c.query(tcp_flag_rate(SYN, "syn"), "SYN $tag_iface $tag_dir"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Self
+
 from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import stat, table, timeseries
 from grafana_foundation_sdk.builders.dashboard import (
@@ -20,11 +22,22 @@ from dashboards.influxql import DATASOURCE_TYPE, Query
 DATASOURCE_UID = "sitevis-influxdb"
 DATASOURCE = DataSourceRef(type_val=DATASOURCE_TYPE, uid=DATASOURCE_UID)
 
-# Retention policies of roles/influxdb: raw (collector interval, 10 s) and long (CQ sums
-# per 5 min). Shown by name, valued by resolution: "${rp:text}" names the RP in FROM,
-# "$rp" is each switchable panel's min interval, so a downsampled query never groups
-# finer than its 5 min points (which would turn 5 min sums into 30x rate spikes).
-RP_OPTIONS = (("raw", "10s"), ("long", "5m"))
+# The retention policy a traffic panel reads follows the time range. roles/influxdb
+# writes a selector, one point per policy (vars/main.yml, _influxdb_rp_selector); two
+# query variables, refreshed on every time range change, read the first point that
+# serves the range. "$rp" names the policy in FROM; "$rp_interval", its resolution, is
+# the panel's min interval, so a downsampled query never groups finer than its 5 min
+# points (which would turn 5 min sums into 30x rate spikes). Grafana fills ${__from} and
+# ${__to} (epoch ms) in query variables. A point's time is the epoch plus the age of the
+# oldest range start its policy serves; max_range_ms is the longest range it serves.
+RP_SELECTOR = '"sitevis_meta"."sitevis_rp"'
+RP_SELECTOR_WHERE = 'time >= now() - ${__from}ms AND "max_range_ms" >= ${__to} - ${__from}'
+
+
+def rp_query(field: str) -> str:
+    """The selector's `field` (rp or interval) for the dashboard's time range."""
+    return f'SELECT "{field}" FROM {RP_SELECTOR} WHERE {RP_SELECTOR_WHERE} LIMIT 1'
+
 
 TAG_VARIABLES = ("site", "box", "iface", "dir")
 
@@ -53,13 +66,34 @@ def tag_variable(key: str, label: str, *, multi: bool = True,
     return var
 
 
-def rp_variable() -> CustomVariable:
-    values = ",".join(f"{name} : {step}" for name, step in RP_OPTIONS)
-    name, step = RP_OPTIONS[0]
-    return (CustomVariable("rp").label("Retention").values(values)
-            .description("raw: every collector interval (30 days); long: 5-minute sums "
-                         "(400 days). Pick long for ranges beyond a few days.")
-            .current(dm.VariableOption(selected=True, text=name, value=step)))
+class _DerivedVariable(QueryVariable):
+    """A query variable with skipUrlSync, which the model has and the SDK's builder lacks:
+    a value derived from the time range has no place in a shared link."""
+
+    def skip_url_sync(self, skip: bool) -> Self:
+        self._internal.skip_url_sync = skip
+        return self
+
+
+def _selector_variable(name: str, field: str) -> QueryVariable:
+    query = rp_query(field)
+    return (_DerivedVariable(name).datasource(DATASOURCE).query(query).definition(query)
+            .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).allow_custom_value(False)
+            .skip_url_sync(True))
+
+
+def rp_variable() -> QueryVariable:
+    """The retention policy the traffic panels read: one value, shown, not a choice."""
+    return (_selector_variable("rp", "rp").label("Retention")
+            .description("Follows the time range: raw (every collector interval) for "
+                         "ranges up to 2 days within the last 30 days, long (5-minute "
+                         "sums, 400 days) otherwise (the influxdb role's defaults)."))
+
+
+def rp_interval_variable() -> QueryVariable:
+    """The resolution of $rp (e.g. 10s, 5m): the min interval of the panels reading it."""
+    return (_selector_variable("rp_interval", "interval").label("Resolution")
+            .hide(dm.VariableHide.HIDE_VARIABLE))
 
 
 def custom_variable(name: str, label: str, values: tuple[str, ...]) -> CustomVariable:

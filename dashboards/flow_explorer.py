@@ -14,11 +14,11 @@ UID = "sitevis-flow-explorer"
 FLOW_FILTER = (f'{q.TRAFFIC_FILTER} AND "src" =~ /^$src/ AND "dst" =~ /^$dst/ '
                'AND "service" =~ /^$service$/')
 FLOWS = ('SELECT SUM("bytes") AS "bytes", SUM("packets") AS "packets", '
-         'SUM("flows") AS "flows" FROM "${rp:text}"."flow" '
+         'SUM("flows") AS "flows" FROM "$rp"."flow" '
          f'WHERE {FLOW_FILTER} AND $timeFilter '
          'GROUP BY "box", "iface", "dir", "proto", "src", "dst", "service"')
 BY_SERVICE = ('SELECT SUM("bytes") * 8000 / $__interval_ms AS "bps" '
-              f'FROM "${{rp:text}}"."flow" WHERE {FLOW_FILTER} AND $timeFilter '
+              f'FROM "$rp"."flow" WHERE {FLOW_FILTER} AND $timeFilter '
               'GROUP BY time($__interval), "service", "dir" fill(0)')
 
 
@@ -30,11 +30,13 @@ def build() -> Dashboard:
         .with_variable(c.tag_variable("iface", "Interface"))
         .with_variable(c.tag_variable("dir", "Direction"))
         .with_variable(c.rp_variable())
+        .with_variable(c.rp_interval_variable())
         .with_variable(c.text_variable("src", "Source", "Address prefix, e.g. 10.1."))
         .with_variable(c.text_variable("dst", "Destination", "Address prefix"))
         .with_variable(c.tag_variable("service", "Service", measurement="flow"))
         .with_panel(c.graph("Matching traffic per service", "bps",
-                            c.query(BY_SERVICE, "$tag_service $tag_dir"), interval="$rp",
+                            c.query(BY_SERVICE, "$tag_service $tag_dir"),
+                            interval="$rp_interval",
                             width=24))
         .with_panel(c.grid("Flows", c.query(FLOWS, table_format=True), width=24,
                            height=14,

@@ -26,7 +26,7 @@ REPORTING_BOXES = (
 
 
 def build() -> Dashboard:
-    rp = "$rp"
+    step = "$rp_interval"
     return (
         c.dashboard(UID, "sitevis / Site overview", ["overview"])
         .with_variable(c.tag_variable("site", "Site", multi=False))
@@ -34,20 +34,21 @@ def build() -> Dashboard:
         .with_variable(c.tag_variable("iface", "Interface"))
         .with_variable(c.tag_variable("dir", "Direction"))
         .with_variable(c.rp_variable())
+        .with_variable(c.rp_interval_variable())
         .with_variable(c.custom_variable("silent", "Silent after", SILENT_AFTER))
         .with_row(Row("Traffic"))
         .with_panel(c.graph("Traffic per box", "bps",
-                            c.query(q.BOX_BPS, "$tag_box $tag_dir"), interval=rp,
+                            c.query(q.BOX_BPS, "$tag_box $tag_dir"), interval=step,
                             description="Bits per second per box and direction "
                                         "(ingress = in, egress = out), exact BPF totals."))
         .with_panel(c.graph("Packets per box", "pps",
-                            c.query(q.BOX_PPS, "$tag_box $tag_dir"), interval=rp))
+                            c.query(q.BOX_PPS, "$tag_box $tag_dir"), interval=step))
         .with_panel(c.graph("Traffic per interface", "bps",
                             c.query(q.IFACE_BPS, "$tag_box $tag_iface $tag_dir"),
-                            interval=rp))
+                            interval=step))
         .with_panel(c.graph("Packets per interface", "pps",
                             c.query(q.IFACE_PPS, "$tag_box $tag_iface $tag_dir"),
-                            interval=rp))
+                            interval=step))
         .with_row(Row("Who and what"))
         .with_panel(c.grid("Top talkers", c.query(q.TOP_TALKERS, table_format=True),
                            description=f"The {q.TOP_N} source/destination pairs with the "

@@ -3,7 +3,7 @@
 One definition serves both the Grafana dashboard (dashboards/site_overview.py) and
 `sitevis report`, so the PNG shows exactly what the dashboard shows. Templates use
 Grafana's macros ($timeFilter, $__interval, $__interval_ms) and the dashboard variables
-$site, $box, $iface, $dir (regex context) and ${rp:text} (the retention policy).
+$site, $box, $iface, $dir (regex context) and $rp (the retention policy).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def rate(measurement: str, field: str, group_by: tuple[str, ...], scale: int = 1
     """
     tags = "".join(f', "{tag}"' for tag in group_by)
     return (f'SELECT SUM("{field}") * {scale * 1000} / $__interval_ms AS "{field}" '
-            f'FROM "${{rp:text}}"."{measurement}" WHERE {TRAFFIC_FILTER} AND $timeFilter '
+            f'FROM "$rp"."{measurement}" WHERE {TRAFFIC_FILTER} AND $timeFilter '
             f'GROUP BY time($__interval){tags} fill(0)')
 
 
@@ -30,7 +30,7 @@ def top(field: str, tags: tuple[str, ...], n: int = TOP_N) -> str:
     """The n largest totals of `field` per tag combination over the time range."""
     quoted = ", ".join(f'"{tag}"' for tag in tags)
     return (f'SELECT TOP("{field}", {quoted}, {n}) AS "{field}" FROM '
-            f'(SELECT SUM("{field}") AS "{field}" FROM "${{rp:text}}"."flow" '
+            f'(SELECT SUM("{field}") AS "{field}" FROM "$rp"."flow" '
             f'WHERE {TRAFFIC_FILTER} AND $timeFilter GROUP BY {quoted})')
 
 
@@ -40,5 +40,5 @@ IFACE_BPS = rate("iface", "bytes", ("box", "iface", "dir"), scale=8)
 IFACE_PPS = rate("iface", "packets", ("box", "iface", "dir"))
 TOP_TALKERS = top("bytes", ("src", "dst"))
 TOP_SERVICES = top("bytes", ("service",))
-PROTOCOL_MIX = ('SELECT SUM("bytes") AS "bytes" FROM "${rp:text}"."flow" '
+PROTOCOL_MIX = ('SELECT SUM("bytes") AS "bytes" FROM "$rp"."flow" '
                 f'WHERE {TRAFFIC_FILTER} AND $timeFilter GROUP BY "proto"')

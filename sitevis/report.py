@@ -58,10 +58,9 @@ def fill(template: str, *, site: str | None, start_ms: int, end_ms: int, step_s:
         "__interval_ms": str(step_s * 1000),
         "__interval": f"{step_s}s",
         "site": regex_literal(site) if site else ".*",
-        "box": ".*", "iface": ".*", "dir": ".*",
+        "box": ".*", "iface": ".*", "dir": ".*", "rp": rp,
     }
-    text = template.replace("${rp:text}", rp)
-    return re.sub(r"\$(\w+)", lambda m: values[m[1]], text)
+    return re.sub(r"\$(\w+)", lambda m: values[m[1]], template)
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """What Grafana does to a dashboard's InfluxQL before sending it, so tests can run it.
 
-Grafana substitutes its macros ($timeFilter, $__interval, $__interval_ms) and the
-template variables ($var, ${var}, ${var:text}, [[var]]); a value used inside an InfluxQL
-regex literal (=~ /.../) is regex-escaped, and several values become (a|b).
+Grafana substitutes its macros ($timeFilter, $__interval, $__interval_ms; $__from and
+$__to, the range in epoch ms, also in query variables) and the template variables ($var,
+${var}, ${var:text}, [[var]]); a value used inside an InfluxQL regex literal (=~ /.../)
+is regex-escaped, and several values become (a|b).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def interpolate(query: str, values: dict[str, Value], *, start_ms: int, end_ms: 
     q = query.replace("$timeFilter", f"time >= {start_ms}ms and time <= {end_ms}ms")
     q = q.replace("$__interval_ms", str(interval_s * 1000))
     q = q.replace("$__interval", f"{interval_s}s")
+    values = {"__from": Value(str(start_ms)), "__to": Value(str(end_ms)), **values}
     out: list[str] = []
     pos = 0
     for match in REGEX_LITERAL.finditer(q):

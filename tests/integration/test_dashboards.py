@@ -1,8 +1,10 @@
 """Every dashboard query, as Grafana would send it, against what a real collector wrote.
 
-One real sitevis-collector run over a real netns link fills a private influxd (raw RP),
-the influxdb role's downsampling query fills the long RP, then every variable query and
-every panel query of dashboards/json/ runs and is checked against the traffic sent.
+The influxdb role's schema tasks set up a private influxd (database, policies, users,
+the retention policy selector), one real sitevis-collector run over a real netns link
+fills it (raw RP), the role's downsampling query fills the long RP, then every variable
+query and every panel query of dashboards/json/ runs and is checked against the traffic
+sent, over a 1 h range (where the selector picks raw) and a 30 d one (long).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sitevis_collector.bpfstats import enabled_stats
 from dashboards import box_detail, collector_health, flow_explorer, site_overview
 from sitevis import overview
 from tests.harness import grafana as g
+from tests.harness import influx_role
 from tests.harness.bpf import bcc_unusable_reason
 from tests.harness.influx import InfluxServer, find_influxd
 from tests.harness.netns import HostLink, create_link, destroy_link
@@ -50,29 +53,56 @@ TCP_ATTEMPTS = 3
 CLOSED_PORT = 12345          # nothing listens on the test host: each connect gets a RST
 RST_FRAME = 14 + 20 + 20     # Ethernet + IPv4 + TCP without options
 SAMPLE_RATE = 10
-RP_STEPS = {"raw": 10, "long": 300}   # the rp variable's values (panel min interval)
+# Dashboard time ranges ending just after the run, and the policy the selector the
+# influxdb role writes must pick for each (defaults: raw up to 2 d, long beyond).
+SPAN_MS = {"1h": 3_600_000, "30d": 30 * 86_400_000}
+SPANS = {RAW: "1h", LONG: "30d"}
+SELECTED = {"1h": (RAW, INFLUX_DEFAULTS["influxdb_raw_interval"]),
+            "30d": (LONG, INFLUX_DEFAULTS["influxdb_downsample_interval"])}
+UNIT_S = {"s": 1, "m": 60, "h": 3600}
+
+
+def seconds(interval: str) -> int:
+    return int(interval[:-1]) * UNIT_S[interval[-1]]
+
+
+def options(rows: list[dict]) -> list[str]:
+    """A query variable's values from its rows, as Grafana takes them: SHOW TAG VALUES'
+    value column, else each row's one value (beside its time)."""
+    return [r["value"] if "value" in r else next(v for k, v in r.items() if k != "time")
+            for r in rows]
 
 
 @dataclass(frozen=True)
 class Site:
     influx: InfluxServer
     link: HostLink
-    start_ms: int       # the dashboard's time range: the last 30 minutes ...
-    end_ms: int
-    began_ms: int       # ... within which the collector ran from began to stopped
+    end_ms: int         # the dashboard's time range: the last hour or 30 days up to here,
+    began_ms: int       # within which the collector ran from began to stopped
     stopped_ms: int
 
-    def values(self, rp: str = "raw", silent: str = "1h", **extra: g.Value) -> dict:
-        """Variable values a user would pick to look at this run."""
+    def selected(self, span: str) -> dict[str, str]:
+        """rp and rp_interval as the dashboards' own variable queries give them."""
+        board = _boards()[site_overview.UID]
+        out = {}
+        for var in g.variables(board):
+            if var["name"] in ("rp", "rp_interval"):
+                [out[var["name"]]] = options(self.run(var["query"], {}, span=span))
+        return out
+
+    def values(self, span: str = "1h", silent: str = "1h", **extra: g.Value) -> dict:
+        """Variable values a user would pick (rp: what Grafana picks) to see this run."""
+        chosen = self.selected(span)
         return {"site": g.Value(SITE), "box": g.Value(BOX), "iface": g.Value(self.link.ifname),
-                "dir": g.Value(["egress", "ingress"]),
-                "rp": g.Value(f"{RP_STEPS[rp]}s", text=rp), "silent": g.Value(silent),
+                "dir": g.Value(["egress", "ingress"]), "rp": g.Value(chosen["rp"]),
+                "rp_interval": g.Value(chosen["rp_interval"]), "silent": g.Value(silent),
                 "src": g.Value(""), "dst": g.Value(""),
                 "service": g.Value([f"tcp/{CLOSED_PORT}", f"udp/{PORT}"]), **extra}
 
-    def run(self, query: str, values: dict, interval_s: int = 10) -> list[dict]:
-        text = g.interpolate(query, values, start_ms=self.start_ms, end_ms=self.end_ms,
-                             interval_s=interval_s)
+    def run(self, query: str, values: dict, interval_s: int = 10,
+            span: str = "1h") -> list[dict]:
+        text = g.interpolate(query, values, start_ms=self.end_ms - SPAN_MS[span],
+                             end_ms=self.end_ms, interval_s=interval_s)
         return self.influx.rows(text, db=DB)
 
 
@@ -112,9 +142,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     stats = contextlib.ExitStack()
     try:
         influx.start()
-        influx.query(f"CREATE DATABASE {DB}")
-        influx.query(f"CREATE RETENTION POLICY {RAW} ON {DB} DURATION 30d REPLICATION 1 DEFAULT")
-        influx.query(f"CREATE RETENTION POLICY {LONG} ON {DB} DURATION 400d REPLICATION 1")
+        # The role's own schema tasks: database, policies (raw the default), the
+        # downsampling CQs, users and the retention policy selector.
+        influx_role.stats(influx_role.apply_schema(influx, tmp / "role"))
         link = create_link()
         began_ms = time.time_ns() // 1_000_000
         # BPF run stats only while this run lasts, for the ns/packet panel.
@@ -134,10 +164,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         stats.close()
         _downsample(influx)
         time.sleep(1.2)      # so the box is silent for $silent = 1s
-        # A range wider than the run, as a user's "last 30 minutes" is: the long RP's
-        # points sit at the start of their 5-minute bucket, before the run began.
-        yield Site(influx, link, stopped_ms - 30 * 60_000, stopped_ms + 60_000, began_ms,
-                   stopped_ms)
+        # Ranges wider than the run, as a user's "last hour" is: the long RP's points
+        # sit at the start of their 5-minute bucket, before the run began.
+        yield Site(influx, link, stopped_ms + 60_000, began_ms, stopped_ms)
     finally:
         stats.close()
         if link is not None:
@@ -157,12 +186,13 @@ def _query(panel_title: str, board_uid: str, ref_id: str = "A") -> str:
 
 
 def _cases() -> list[tuple[str, str, str, str]]:
-    """(dashboard, panel, refId, rp) for every target; switchable ones under both RPs."""
+    """(dashboard, panel, refId, span) for every target; those reading $rp also over the
+    range where the selector picks long."""
     out = []
     for uid, board in _boards().items():
         for panel, target in g.targets(board):
-            for rp in (["raw", "long"] if "${rp:text}" in target["query"] else ["raw"]):
-                out.append((uid, panel["title"], target["refId"], rp))
+            for span in (SPANS.values() if '"$rp".' in target["query"] else ["1h"]):
+                out.append((uid, panel["title"], target["refId"], span))
     return out
 
 
@@ -170,28 +200,45 @@ def _cases() -> list[tuple[str, str, str, str]]:
 EXPECTED_EMPTY = {(site_overview.UID, "Silent boxes")}
 
 
-@pytest.mark.parametrize(("uid", "title", "ref_id", "rp"), _cases())
+@pytest.mark.parametrize(("uid", "title", "ref_id", "span"), _cases())
 def test_every_panel_query_runs_and_has_data(site: Site, uid: str, title: str, ref_id: str,
-                                             rp: str):
+                                             span: str):
     board = _boards()[uid]
     panel, target = next((p, t) for p, t in g.targets(board)
                          if p["title"] == title and t["refId"] == ref_id)
-    step = RP_STEPS[rp] if panel.get("interval") == "$rp" else 10
-    rows = site.run(target["query"], site.values(rp), interval_s=step)
+    values = site.values(span)
+    step = (seconds(values["rp_interval"].value) if panel.get("interval") == "$rp_interval"
+            else 10)
+    rows = site.run(target["query"], values, interval_s=step, span=span)
     if (uid, title) in EXPECTED_EMPTY:
         assert rows == []
     else:
         assert rows, f"{title}: no rows for {target['query']}"
 
 
+@pytest.mark.parametrize("span", SELECTED)
+def test_the_rp_variables_follow_the_time_range(site: Site, span: str):
+    """Every dashboard's rp / rp_interval query answers one value each: raw for the last
+    hour, long for the last 30 days (the role's defaults)."""
+    for uid, board in _boards().items():
+        got = {}
+        for var in g.variables(board):
+            if var["name"] in ("rp", "rp_interval"):
+                got[var["name"]] = options(site.run(var["query"], {}, span=span))
+        if got:
+            want = SELECTED[span]
+            assert got == {"rp": [want[0]], "rp_interval": [want[1]]}, uid
+
+
 def test_variable_queries_list_the_real_tags(site: Site):
     want = {"site": [SITE], "box": [BOX], "iface": [site.link.ifname],
-            "dir": ["egress", "ingress"]}
+            "dir": ["egress", "ingress"], "rp": [RAW],
+            "rp_interval": [INFLUX_DEFAULTS["influxdb_raw_interval"]]}
     for uid, board in _boards().items():
         for var in g.variables(board):
             if var["type"] != "query":
                 continue
-            got = sorted(r["value"] for r in site.run(var["query"], site.values()))
+            got = sorted(options(site.run(var["query"], site.values())))
             if var["name"] == "service":
                 # What crossed the link: ours, the refused TCP, ICMP errors, IPv6 ND, ARP.
                 assert {f"udp/{PORT}", f"tcp/{CLOSED_PORT}", "eth/0x0806"} <= set(got)
@@ -203,33 +250,38 @@ def _sum(rows: list[dict], column: str) -> float:
     return sum(r[column] or 0 for r in rows)
 
 
-@pytest.mark.parametrize("rp", ["raw", "long"])
-def test_top_talker_and_service_are_the_bytes_sent(site: Site, rp: str):
+@pytest.mark.parametrize("span", SELECTED)
+def test_top_talker_and_service_are_the_bytes_sent(site: Site, span: str):
     sent = UDP_PACKETS * FRAME_BYTES
+    values = site.values(span)
+    assert values["rp"].value == SELECTED[span][0]
     # The test host sent us the UDP packets and one RST per refused connection.
-    talkers = site.run(overview.TOP_TALKERS, site.values(rp), RP_STEPS[rp])
+    talkers = site.run(overview.TOP_TALKERS, values, span=span)
     top = max(talkers, key=lambda r: r["bytes"])
     assert (top["src"], top["dst"], top["bytes"]) == (
         site.link.peer.ip, site.link.ip, sent + TCP_ATTEMPTS * RST_FRAME)
     services = {r["service"]: r["bytes"]
-                for r in site.run(overview.TOP_SERVICES, site.values(rp), RP_STEPS[rp])}
+                for r in site.run(overview.TOP_SERVICES, values, span=span)}
     assert services[f"udp/{PORT}"] == sent
 
 
-@pytest.mark.parametrize("rp", ["raw", "long"])
-def test_rates_add_up_to_the_totals(site: Site, rp: str):
+@pytest.mark.parametrize("span", SELECTED)
+def test_rates_add_up_to_the_totals(site: Site, span: str):
     """bps * bucket / 8 over the range is the bytes the box carried, equal to the flow
-    totals (protocol mix), and at least what was sent in."""
-    step = RP_STEPS[rp]
-    values = site.values(rp)
+    totals (protocol mix), and at least what was sent in; buckets are the selected
+    policy's resolution (the panels' min interval)."""
+    values = site.values(span)
+    assert values["rp"].value == SELECTED[span][0]
+    step = seconds(values["rp_interval"].value)
     by_dir: dict[str, float] = {}
-    for row in site.run(overview.BOX_BPS, values, step):
+    for row in site.run(overview.BOX_BPS, values, step, span):
         by_dir[row["dir"]] = by_dir.get(row["dir"], 0) + row["bytes"] * step / 8
-    mix = {r["proto"]: r["bytes"] for r in site.run(overview.PROTOCOL_MIX, values, step)}
+    mix = {r["proto"]: r["bytes"] for r in site.run(overview.PROTOCOL_MIX, values, step, span)}
     assert round(sum(by_dir.values())) == sum(mix.values())
     assert by_dir["ingress"] >= UDP_PACKETS * FRAME_BYTES
     assert mix["udp"] >= UDP_PACKETS * FRAME_BYTES
-    packets = sum(r["packets"] * step for r in site.run(overview.IFACE_PPS, values, step))
+    packets = sum(r["packets"] * step
+                  for r in site.run(overview.IFACE_PPS, values, step, span))
     assert round(packets) >= UDP_PACKETS + 2 * TCP_ATTEMPTS
 
 

@@ -25,6 +25,8 @@ GRAFANA_ROLE = REPO / "roles" / "grafana"
 GRAFANA_DEFAULTS = yaml.safe_load((GRAFANA_ROLE / "defaults/main.yml").read_text())
 BOARDS = sorted(build.OUT_DIR.glob("*.json"))
 MACROS = {"timeFilter", "__interval", "__interval_ms"}
+# Grafana fills these in query variables too (templateSrv / scenes macros).
+VARIABLE_MACROS = {"__from", "__to"}
 # Names Grafana's InfluxDB datasource fills in series aliases, not template variables.
 ALIAS_PATTERNS = re.compile(r"\$(tag_\w+|col)\b")
 
@@ -105,11 +107,14 @@ def test_queries_use_only_defined_variables_and_grafana_time_macros(path: Path):
     board = json.loads(path.read_text())
     defined = {v["name"] for v in g.variables(board)}
     texts = [t["query"] for _, t in g.targets(board)]
-    texts += [v["query"] for v in g.variables(board) if v["type"] == "query"]
     texts += [p["interval"] for p in g.panels(board) if "interval" in p]
     for text in texts:
         used = {m[1] or m[3] or m[4] for m in g.VARIABLE.finditer(text)}
         assert used <= defined | MACROS, text
+    for var in g.variables(board):
+        if var["type"] == "query":
+            used = {m[1] or m[3] or m[4] for m in g.VARIABLE.finditer(var["query"])}
+            assert used <= defined | VARIABLE_MACROS, var["query"]
     for _, target in g.targets(board):
         q = target["query"]
         if "GROUP BY time(" in q:
@@ -118,13 +123,33 @@ def test_queries_use_only_defined_variables_and_grafana_time_macros(path: Path):
         assert not ALIAS_PATTERNS.search(q), q
 
 
-def test_rp_variable_matches_the_influxdb_role_and_the_datasource():
-    influx = yaml.safe_load((REPO / "roles/influxdb/defaults/main.yml").read_text())
-    names = dict(common.RP_OPTIONS)
-    assert set(names) == {influx["influxdb_raw_retention_policy"],
-                          influx["influxdb_long_retention_policy"]}
-    assert names["long"] == influx["influxdb_downsample_interval"]
-    assert names["raw"] == GRAFANA_DEFAULTS["grafana_influxdb_min_interval"]
+def test_rp_variables_read_the_selector_the_influxdb_role_writes():
+    role_vars = yaml.safe_load((REPO / "roles/influxdb/vars/main.yml").read_text())
+    policy = role_vars["_influxdb_meta_retention_policy"]
+    measurement = role_vars["_influxdb_rp_selector_measurement"]
+    assert f'"{policy}"."{measurement}"' == common.RP_SELECTOR
+    point = role_vars["_influxdb_rp_selector"][0]
+    assert {"rp", "interval", "max_range_ms"} <= set(point)
+    for board in (json.loads(p.read_text()) for p in BOARDS):
+        variables = {v["name"]: v for v in g.variables(board)}
+        readers = [(p, t) for p, t in g.targets(board) if '"$rp".' in t["query"]]
+        if not readers:
+            assert not {"rp", "rp_interval"} & set(variables)
+            continue
+        for name, field in (("rp", "rp"), ("rp_interval", "interval")):
+            var = variables[name]
+            assert var["type"] == "query" and var["query"] == common.rp_query(field)
+            assert var["refresh"] == 2  # on time range change
+            assert not var["multi"] and not var["includeAll"] and not var["allowCustomValue"]
+            assert var["skipUrlSync"]
+        assert variables["rp_interval"]["hide"] == 2
+        # A panel grouping $rp by time groups by its resolution at least; no other
+        # panel depends on the selector.
+        for panel, target in readers:
+            if "GROUP BY time(" in target["query"]:
+                assert panel.get("interval") == "$rp_interval", panel["title"]
+        assert all('"$rp".' in t["query"] for p, t in g.targets(board)
+                   if p.get("interval") == "$rp_interval")
 
 
 def _render(template: str) -> dict:
