@@ -412,15 +412,57 @@ class CpuSample:
     busy: int     # jiffies: user + nice + system + irq + softirq (all CPUs)
     irq: int      # irq + softirq jiffies
     kthreads: int  # utime + stime of every kernel thread (ksoftirqd, kworkers), ticks
+    wall_ns: int = 0          # CLOCK_MONOTONIC when idle_ns was read
+    idle_ns: int | None = None  # cpuidle residency summed over all CPUs (None: no cpuidle)
 
 
 def cpu_sample() -> CpuSample:
-    """Whole-VM CPU time from the first line of /proc/stat, plus kernel threads' time."""
+    """Whole-VM CPU time from the first line of /proc/stat, plus kernel threads' time,
+    plus exact idle residency where the kernel has cpuidle (see idle_residency_ns)."""
+    wall, idle = idle_residency_ns()
     with open("/proc/stat") as f:
         fields = [int(v) for v in f.readline().split()[1:]]
     user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
     return CpuSample(user + nice + system + irq + softirq, irq + softirq,
-                     kernel_thread_ticks())
+                     kernel_thread_ticks(), wall, idle)
+
+
+def busy_ns(before: CpuSample, after: CpuSample) -> float:
+    """Busy CPU time of the whole VM between two samples: exact (wall x CPUs - idle
+    residency) with cpuidle, else from /proc/stat's 10 ms ticks."""
+    if before.idle_ns is None or after.idle_ns is None:
+        return jiffies_ns(after.busy - before.busy)
+    cpus = len(_CPUIDLE_TIMES) or 1
+    return (after.wall_ns - before.wall_ns) * cpus - (after.idle_ns - before.idle_ns)
+
+
+_CPUIDLE_TIMES: dict[int, list[Path]] = {}
+for _state in sorted(Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpuidle/state*/time")):
+    _CPUIDLE_TIMES.setdefault(int(_state.parts[-4][3:]), []).append(_state)
+
+
+def idle_residency_ns() -> tuple[int, int | None]:
+    """(monotonic ns, idle ns summed over every CPU and idle state) from cpuidle's
+    per-state residency counters (microseconds).
+
+    /proc/stat samples CPU time at each 10 ms tick: over a 2 s run the 20-40 ms that a
+    BPF program adds are within a few ticks of noise. cpuidle counts residency exactly,
+    but a CPU adds an idle period only when it leaves it: so first run this thread on
+    every CPU once, which ends their current idle periods, then read.
+    """
+    # Every CPU must have cpuidle counters and be one this thread may visit.
+    if (len(_CPUIDLE_TIMES) != os.cpu_count()
+            or not set(_CPUIDLE_TIMES) <= os.sched_getaffinity(0)):
+        return time.monotonic_ns(), None
+    home = os.sched_getaffinity(0)
+    try:
+        for cpu in _CPUIDLE_TIMES:
+            os.sched_setaffinity(0, {cpu})  # returns once this thread runs there
+        wall = time.monotonic_ns()
+        idle_us = sum(int(p.read_text()) for paths in _CPUIDLE_TIMES.values() for p in paths)
+    finally:
+        os.sched_setaffinity(0, home)
+    return wall, idle_us * 1000
 
 
 _PF_KTHREAD = 0x00200000

@@ -3,8 +3,9 @@
 trafgen sends N frames at a fixed rate (-b, qdisc path) from the left veth while one
 of these watches that veth: nothing; the minimal 5-tuple flow program (reference);
 sitevis (ingress + egress filters, as the collector attaches them, default settings);
-`tcpdump -w /dev/null -s 96 -i veth0`. Busy jiffies of the whole VM (/proc/stat:
-user+nice+system+irq+softirq, all CPUs) over the sending window, divided by the
+`tcpdump -w /dev/null -s 96 -i veth0`. Busy time of the whole VM over the sending
+window — wall time x CPUs minus cpuidle's exact idle residency where the kernel has
+cpuidle (bench.common.idle_residency_ns), else /proc/stat's 10 ms ticks — divided by the
 packets, minus the same with nothing attached = added CPU per packet. Runs are
 interleaved in rotating order; added = median over rounds of (watcher - baseline of
 the same round). The machine is shared, so a second, less noisy
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import random
 import re
 import select
 import signal
@@ -30,6 +32,7 @@ from bench.common import (
     Lab,
     Sitevis,
     Table,
+    busy_ns,
     cpu_sample,
     flow5_program,
     jiffies_ns,
@@ -94,8 +97,8 @@ class _Tcpdump:
         return int(cap.group(1)) if cap else -1, int(drop.group(1)) if drop else -1
 
 
-def measure(the_lab: Lab, sitevis: Sitevis, *, packets: int = 300_000,
-            rate_pps: int = 150_000, reps: int = 9, frame: int = 64) -> Table:
+def measure(the_lab: Lab, sitevis: Sitevis, *, packets: int = 200_000,
+            rate_pps: int = 150_000, reps: int = 25, frame: int = 64) -> Table:
     left = the_lab.left
     conf = the_lab.conf(frame, SRCS, PORTS)
     flow5 = flow5_program(sitevis.program.settings.table_size)
@@ -147,7 +150,7 @@ def measure(the_lab: Lab, sitevis: Sitevis, *, packets: int = 300_000,
                 n = max(1, sent.sent)
                 own = sent.cpu_s * 1e9 + jiffies_ns(
                     k1 - k0 + c1.irq - c0.irq + c1.kthreads - c0.kthreads)
-                runs[name].append(Run(jiffies_ns(c1.busy - c0.busy) / n, own / n, sent.pps,
+                runs[name].append(Run(busy_ns(c0, c1) / n, own / n, sent.pps,
                                       sent.sent, info["seen"],  # type: ignore[arg-type]
                                       int(info.get("dropped", 0))))  # type: ignore[arg-type]
     finally:
@@ -167,7 +170,8 @@ def _table(runs: dict[str, list[Run]], *, packets: int, rate_pps: int, reps: int
                             for r, b in zip(rs, runs[NONE], strict=True)])
                  for n, rs in runs.items()}
     table = Table(
-        f"3. CPU added per packet, whole VM (/proc/stat busy jiffies; {reps} interleaved runs "
+        f"3. CPU added per packet, whole VM (busy = wall x CPUs - cpuidle residency; {reps} "
+        f"interleaved runs "
         f"x {packets} packets of {frame} B at trafgen -b {rate_pps} pps)",
         ["watcher", "achieved rate (kpps)", "VM busy ns/pkt (median)", "min-max",
          "added ns/pkt (paired median)", "x tcpdump's added", "ours+kernel ns/pkt (median)",
@@ -177,13 +181,19 @@ def _table(runs: dict[str, list[Run]], *, packets: int, rate_pps: int, reps: int
     ratio = added[SITEVIS] / added[TCPDUMP] if added[TCPDUMP] > 0 else float("inf")
     ratio_own = (added_own[SITEVIS] / added_own[TCPDUMP] if added_own[TCPDUMP] > 0
                  else float("inf"))
-    # Other work on the shared VM lands in the whole-VM figure. When the baseline runs
-    # alone spread wider than what tcpdump adds, that figure cannot judge the target;
-    # the verdict then uses the own-process figure, and says so.
+    # The send path's own cost varies by ~5-10 % from run to run on this VM, as much as
+    # what a watcher adds: judge on a bootstrap interval of the ratio, not on one figure.
+    low, high = ratio_interval(runs, "vm_ns")
+    low_own, high_own = ratio_interval(runs, "own_ns")
+    # The whole-VM figure is what the target is about, and the interval carries its
+    # noise. Only when tcpdump shows no added whole-VM CPU at all (the VM was busier in
+    # the baseline rounds) is the own-process figure judged instead, and says so.
     none_spread = max(r.vm_ns for r in runs[NONE]) - min(r.vm_ns for r in runs[NONE])
-    noisy = added[TCPDUMP] <= 0 or none_spread > added[TCPDUMP]
-    judged = ratio_own if noisy else ratio
-    basis = "ours+kernel (whole VM too noisy)" if noisy else "whole VM"
+    noisy = added[TCPDUMP] <= 0
+    judged_high = high_own if noisy else high
+    basis = "ours+kernel (whole VM showed nothing added by tcpdump)" if noisy else "whole VM"
+    passed = judged_high <= TARGET_RATIO
+    decided = passed or (low_own if noisy else low) > TARGET_RATIO
     for n, rs in runs.items():
         seen = "" if rs[0].seen is None else (
             f"{sum(r.seen or 0 for r in rs)}/{sum(r.sent for r in rs)}"
@@ -199,15 +209,16 @@ def _table(runs: dict[str, list[Run]], *, packets: int, rate_pps: int, reps: int
                   "-" if n == NONE else f"{added_own[n]:.0f}",
                   "-" if n == NONE else (f"{added_own[n] / added_own[TCPDUMP]:.2f}"
                                          if added_own[TCPDUMP] > 0 else "n/a"),
-                  seen, f"<= {TARGET_RATIO}x tcpdump" if is_sv else "",
-                  (verdict(judged <= TARGET_RATIO) + (" (ours+kernel)" if noisy else ""))
-                  if is_sv else "")
-    table.checks[f"sitevis adds <= {TARGET_RATIO}x tcpdump's CPU per packet"] = \
-        judged <= TARGET_RATIO
+                  seen, f"<= {TARGET_RATIO}x tcpdump (90 % interval)" if is_sv else "",
+                  ((verdict(passed) if decided else "UNDECIDED")
+                   + (" (ours+kernel)" if noisy else "")) if is_sv else "")
+    table.checks[f"sitevis adds <= {TARGET_RATIO}x tcpdump's CPU per packet"] = passed
     table.data.update(ratio=ratio, ratio_own=ratio_own, added=added, added_own=added_own,
-                      noisy=noisy)
-    table.notes.append(f"sitevis/tcpdump added CPU: {ratio:.2f} (whole VM), {ratio_own:.2f} "
-                       f"(ours+kernel); verdict on: {basis}")
+                      noisy=noisy, interval=(low, high), interval_own=(low_own, high_own))
+    table.notes.append(f"sitevis/tcpdump added CPU: {ratio:.2f} (whole VM, 90 % bootstrap "
+                       f"interval {low:.2f}-{high:.2f}), {ratio_own:.2f} (ours+kernel, "
+                       f"{low_own:.2f}-{high_own:.2f}); verdict on: {basis}, PASS only when "
+                       "the whole interval is within the target")
     table.notes.append(f"baseline whole-VM spread {none_spread:.0f} ns/pkt vs tcpdump's added "
                        f"{added[TCPDUMP]:.0f} ns/pkt (other work on this shared VM lands in "
                        "the whole-VM figure)")
@@ -217,11 +228,27 @@ def _table(runs: dict[str, list[Run]], *, packets: int, rate_pps: int, reps: int
     return table
 
 
+def ratio_interval(runs: dict[str, list[Run]], field: str, *, draws: int = 2000,
+                   seed: int = 1) -> tuple[float, float]:
+    """5th-95th percentile of median(sitevis added) / median(tcpdump added) over rounds
+    resampled with replacement (a round keeps its four paired runs together)."""
+    rounds = list(zip(runs[NONE], runs[SITEVIS], runs[TCPDUMP], strict=True))
+    rng = random.Random(seed)
+    ratios = []
+    for _ in range(draws):
+        sample = [rng.choice(rounds) for _ in rounds]
+        ours = median([getattr(s, field) - getattr(b, field) for b, s, _ in sample])
+        theirs = median([getattr(t, field) - getattr(b, field) for b, _, t in sample])
+        ratios.append(ours / theirs if theirs > 0 else float("inf"))
+    ratios.sort()
+    return ratios[int(0.05 * draws)], ratios[int(0.95 * draws) - 1]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.cpu", description=__doc__)
-    parser.add_argument("--packets", type=int, default=300_000)
+    parser.add_argument("--packets", type=int, default=200_000)
     parser.add_argument("--rate", type=int, default=150_000, help="packets per second")
-    parser.add_argument("--reps", type=int, default=9)
+    parser.add_argument("--reps", type=int, default=25)
     args = parser.parse_args(argv)
     return run_cli(with_sitevis(lambda the_lab, sitevis: measure(
         the_lab, sitevis, packets=args.packets, rate_pps=args.rate, reps=args.reps)))
