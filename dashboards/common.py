@@ -17,27 +17,18 @@ from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models.common import DataSourceRef
 
 from dashboards.influxql import DATASOURCE_TYPE, Query
+from sitevis import overview as q
 
 # The datasource roles/grafana provisions (grafana_datasource_uid).
 DATASOURCE_UID = "sitevis-influxdb"
 DATASOURCE = DataSourceRef(type_val=DATASOURCE_TYPE, uid=DATASOURCE_UID)
 
-# The retention policy a traffic panel reads follows the time range. roles/influxdb
-# writes a selector, one point per policy (vars/main.yml, _influxdb_rp_selector); two
-# query variables, refreshed on every time range change, read the first point that
-# serves the range. "$rp" names the policy in FROM; "$rp_interval", its resolution, is
-# the panel's min interval, so a downsampled query never groups finer than its 5 min
-# points (which would turn 5 min sums into 30x rate spikes). Grafana fills ${__from} and
-# ${__to} (epoch ms) in query variables. A point's time is the epoch plus the age of the
-# oldest range start its policy serves; max_range_ms is the longest range it serves.
-RP_SELECTOR = '"sitevis_meta"."sitevis_rp"'
-RP_SELECTOR_WHERE = 'time >= now() - ${__from}ms AND "max_range_ms" >= ${__to} - ${__from}'
-
-
-def rp_query(field: str) -> str:
-    """The selector's `field` (rp or interval) for the dashboard's time range."""
-    return f'SELECT "{field}" FROM {RP_SELECTOR} WHERE {RP_SELECTOR_WHERE} LIMIT 1'
-
+# The retention policy a traffic panel reads follows the time range: two query
+# variables over the influxdb role's selector (sitevis.overview.rp_query), refreshed on
+# every time range change. "$rp" names the policy in FROM; "$rp_interval", its
+# resolution, is the panel's min interval, so a downsampled query never groups finer
+# than its 5 min points (which would turn 5 min sums into 30x rate spikes).
+RP_SELECTOR, RP_SELECTOR_WHERE, rp_query = q.RP_SELECTOR, q.RP_SELECTOR_WHERE, q.rp_query
 
 TAG_VARIABLES = ("site", "box", "iface", "dir")
 

@@ -149,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="draw the site overview from InfluxDB to a PNG")
     add_connection_options(report)
-    report.add_argument("--rp", default="raw", help="retention policy: raw or long")
+    report.add_argument("--rp", default="auto",
+                        help="retention policy: auto (as the dashboards: by time range), "
+                             "raw or long")
     report.add_argument("--site", help="only this site (default: the inventory's, else all)")
     report.add_argument("--since", default="1h", help="start, this long ago (e.g. 6h)")
     report.add_argument("--until", default="0", help="end, this long ago (default now)")

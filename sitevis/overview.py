@@ -13,6 +13,19 @@ TRAFFIC_FILTER = ('"site" =~ /^$site$/ AND "box" =~ /^$box$/ AND "iface" =~ /^$i
                   'AND "dir" =~ /^$dir$/')
 TOP_N = 10
 
+# Which retention policy serves a time range: roles/influxdb writes a selector, one point
+# per policy (vars/main.yml, _influxdb_rp_selector). A point's time is the epoch plus the
+# age of the oldest range start its policy serves; max_range_ms is the longest range it
+# serves; the first point that serves both wins. ${__from}/${__to} are epoch ms (Grafana
+# fills them in query variables; `sitevis report` does the same).
+RP_SELECTOR = '"sitevis_meta"."sitevis_rp"'
+RP_SELECTOR_WHERE = 'time >= now() - ${__from}ms AND "max_range_ms" >= ${__to} - ${__from}'
+
+
+def rp_query(field: str) -> str:
+    """The selector's `field` (rp or interval) for the time range ${__from}..${__to}."""
+    return f'SELECT "{field}" FROM {RP_SELECTOR} WHERE {RP_SELECTOR_WHERE} LIMIT 1'
+
 
 def rate(measurement: str, field: str, group_by: tuple[str, ...], scale: int = 1) -> str:
     """Per-second rate of a per-interval counter: the bucket's sum over its length.

@@ -50,6 +50,30 @@ def step_seconds(range_s: int, rp: str) -> int:
     return max(MIN_STEP.get(rp, 10), math.ceil(range_s / POINTS))
 
 
+AUTO = "auto"
+FALLBACK_RP = "raw"
+
+
+def choose_rp(influx: Influx, start_s: int, end_s: int) -> str:
+    """The retention policy for the range, as the dashboards choose it: the influxdb
+    role's selector; raw where there is no selector (a monitor set up before it)."""
+    query = re.sub(r"\$\{(__from|__to)\}",
+                   lambda m: str((start_s if m[1] == "__from" else end_s) * 1000),
+                   overview.rp_query("rp"))
+    try:
+        series = influx.query(query)
+    except InfluxError as err:
+        if "not found" not in str(err):  # database/RP missing: no selector
+            raise
+        series = []
+    for s in series:
+        for row in s.values:
+            value = row[s.columns.index("rp")]
+            if isinstance(value, str) and IDENTIFIER.match(value):
+                return value
+    return FALLBACK_RP
+
+
 def fill(template: str, *, site: str | None, start_ms: int, end_ms: int, step_s: int,
          rp: str) -> str:
     """Grafana's interpolation of the overview's templates, for all boxes/interfaces."""
@@ -167,7 +191,7 @@ def _password(args: argparse.Namespace) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry of the CLI subcommand; raises ReportError/InfluxError for one-line errors."""
-    if not IDENTIFIER.match(args.rp):
+    if args.rp != AUTO and not IDENTIFIER.match(args.rp):
         raise ReportError(f"--rp {args.rp!r} is not a retention policy name")
     since, until = parse_duration(args.since), parse_duration(args.until)
     if since <= until:
@@ -176,15 +200,18 @@ def run(args: argparse.Namespace) -> int:
     start, end = now - since, now - until
     influx, recorded_site = connect(args)
     site = args.site or recorded_site
-    data = collect(influx, site=site, start_s=start, end_s=end, rp=args.rp)
+    rp = args.rp
+    if rp == AUTO:
+        rp = choose_rp(influx, start, end)
+    data = collect(influx, site=site, start_s=start, end_s=end, rp=rp)
     if data.empty():
         where = f"site {site}" if site else "any site"
-        raise ReportError(f"no data for {where} in {influx.database}.{args.rp} between "
+        raise ReportError(f"no data for {where} in {influx.database}.{rp} between "
                           f"{datetime.fromtimestamp(start, UTC):%Y-%m-%d %H:%M} and "
                           f"{datetime.fromtimestamp(end, UTC):%H:%M} UTC")
     title = (f"sitevis — {site or 'all sites'} — "
              f"{datetime.fromtimestamp(start, UTC):%Y-%m-%d %H:%M} to "
-             f"{datetime.fromtimestamp(end, UTC):%H:%M} UTC ({args.rp})")
+             f"{datetime.fromtimestamp(end, UTC):%H:%M} UTC ({rp})")
     draw(data, Path(args.output), title)
     print(args.output)
     return 0

@@ -361,6 +361,20 @@ def test_report_draws_the_overview(site: Site, tmp_path: Path):
     assert downsampled.returncode == 0, downsampled.stderr
 
 
+def test_report_picks_the_retention_policy_like_the_dashboards(site: Site):
+    """`sitevis report` (default --rp auto) asks the same selector the dashboards ask."""
+    from sitevis.influx import Influx
+    from sitevis.report import FALLBACK_RP, choose_rp
+
+    end_s = site.end_ms // 1000
+    for span, (rp, _interval) in SELECTED.items():
+        assert choose_rp(Influx(site.influx.url, DB), end_s - SPAN_MS[span] // 1000,
+                         end_s) == rp
+    # A monitor without the selector (set up before it): the raw policy, no error.
+    site.influx.query("CREATE DATABASE bare")
+    assert choose_rp(Influx(site.influx.url, "bare"), end_s - 3600, end_s) == FALLBACK_RP
+
+
 def test_report_without_data_is_one_line(site: Site, tmp_path: Path):
     proc = subprocess.run(
         [str(REPO / ".venv/bin/sitevis"), "report", "--url", site.influx.url,
