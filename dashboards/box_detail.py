@@ -30,13 +30,7 @@ def tcp_flag_rate(bit: int, name: str) -> str:
 def build() -> Dashboard:
     step = "$rp_interval"
     return (
-        c.dashboard(UID, "sitevis / Box detail", ["box"])
-        .with_variable(c.tag_variable("site", "Site", multi=False))
-        .with_variable(c.tag_variable("box", "Box", multi=False))
-        .with_variable(c.tag_variable("iface", "Interface"))
-        .with_variable(c.tag_variable("dir", "Direction"))
-        .with_variable(c.rp_variable())
-        .with_variable(c.rp_interval_variable())
+        c.dashboard(UID, "sitevis / Box detail", ["box"], one_box=True)
         .with_row(Row("Interfaces"))
         .with_panel(c.graph("Interface traffic", "bps",
                             c.query(q.IFACE_BPS, "$tag_iface $tag_dir"), interval=step))

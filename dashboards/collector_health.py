@@ -36,11 +36,8 @@ LAST_SEEN = ('SELECT LAST("interfaces_attached") AS "interfaces" FROM "sitevis_c
 
 def build() -> Dashboard:
     return (
-        c.dashboard(UID, "sitevis / Collector health", ["health"])
-        .with_variable(c.tag_variable("site", "Site", multi=False))
-        .with_variable(c.tag_variable("box", "Box"))
-        .with_variable(c.tag_variable("iface", "Interface"))
-        .with_variable(c.tag_variable("dir", "Direction"))
+        c.dashboard(UID, "sitevis / Collector health", ["health"],
+                    retention=False)
         .with_row(Row("Seeing everything"))
         .with_panel(c.graph("Coverage (BPF / kernel packets)", "percentunit",
                             c.query(COVERAGE, "$tag_box $tag_iface $tag_dir"),

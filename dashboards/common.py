@@ -96,10 +96,20 @@ def text_variable(name: str, label: str, description: str) -> TextBoxVariable:
     return TextBoxVariable(name).label(label).description(description).default_value("")
 
 
-def dashboard(uid: str, title: str, tags: list[str]) -> Dashboard:
-    return (Dashboard(title).uid(uid).tags(["sitevis", *tags]).editable()
-            .time("now-6h", "now").refresh("30s").timezone("browser")
-            .tooltip(dm.DashboardCursorSync.CROSSHAIR))
+def dashboard(uid: str, title: str, tags: list[str], *, one_box: bool = False,
+              retention: bool = True) -> Dashboard:
+    """A sitevis dashboard with its site/box/iface/dir variables and, for panels that
+    read traffic, the retention policy variables that follow the time range."""
+    board = (Dashboard(title).uid(uid).tags(["sitevis", *tags]).editable()
+             .time("now-6h", "now").refresh("30s").timezone("browser")
+             .tooltip(dm.DashboardCursorSync.CROSSHAIR)
+             .with_variable(tag_variable("site", "Site", multi=False))
+             .with_variable(tag_variable("box", "Box", multi=not one_box))
+             .with_variable(tag_variable("iface", "Interface"))
+             .with_variable(tag_variable("dir", "Direction")))
+    if retention:
+        board = board.with_variable(rp_variable()).with_variable(rp_interval_variable())
+    return board
 
 
 def query(text: str, alias: str | None = None, table_format: bool = False,

@@ -25,12 +25,6 @@ BY_SERVICE = ('SELECT SUM("bytes") * 8000 / $__interval_ms AS "bps" '
 def build() -> Dashboard:
     return (
         c.dashboard(UID, "sitevis / Flow explorer", ["flows"])
-        .with_variable(c.tag_variable("site", "Site", multi=False))
-        .with_variable(c.tag_variable("box", "Box"))
-        .with_variable(c.tag_variable("iface", "Interface"))
-        .with_variable(c.tag_variable("dir", "Direction"))
-        .with_variable(c.rp_variable())
-        .with_variable(c.rp_interval_variable())
         .with_variable(c.text_variable("src", "Source", "Address prefix, e.g. 10.1."))
         .with_variable(c.text_variable("dst", "Destination", "Address prefix"))
         .with_variable(c.tag_variable("service", "Service", measurement="flow"))

@@ -29,12 +29,6 @@ def build() -> Dashboard:
     step = "$rp_interval"
     return (
         c.dashboard(UID, "sitevis / Site overview", ["overview"])
-        .with_variable(c.tag_variable("site", "Site", multi=False))
-        .with_variable(c.tag_variable("box", "Box"))
-        .with_variable(c.tag_variable("iface", "Interface"))
-        .with_variable(c.tag_variable("dir", "Direction"))
-        .with_variable(c.rp_variable())
-        .with_variable(c.rp_interval_variable())
         .with_variable(c.custom_variable("silent", "Silent after", SILENT_AFTER))
         .with_row(Row("Traffic"))
         .with_panel(c.graph("Traffic per box", "bps",
