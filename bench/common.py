@@ -25,7 +25,10 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(REPO) not in sys.path:  # tests.harness lives at the repository root
     sys.path.insert(0, str(REPO))
 
+from sitevis_collector import bpfsys  # noqa: E402
 from sitevis_collector.bpfstats import enabled_stats  # noqa: E402
+from sitevis_collector.netns import call_in_netns  # noqa: E402
+from sitevis_collector.tcx import tcx_available  # noqa: E402
 
 from tests.harness.netns import Host, HostPair, create_pair, destroy_pair  # noqa: E402
 
@@ -266,11 +269,20 @@ class Lab:
 
     def attach_ref(self, host: Host, fd: int, name: str,
                    ingress: bool = False) -> Callable[[], None]:
-        """Put a reference program on host's clsact hook; returns its remover.
+        """Put a reference program on host's TC hook the way the collector attaches its
+        own (a tcx link where the kernel has tcx, else a clsact filter), so a comparison
+        with sitevis is one of programs, not of attach mechanisms; returns its remover.
 
         pyroute2's NetNS works through a forked helper: it must be opened after the
         program was loaded, or the helper does not have the program's fd.
         """
+        if tcx_available(host.netns):
+            kind = bpfsys.TCX_INGRESS if ingress else bpfsys.TCX_EGRESS
+            idx = self.ifindex[host.netns]
+            link = call_in_netns(host.netns, lambda: bpfsys.tcx_link_create(fd, idx, kind))
+            if link < 0:
+                raise BenchError(f"linking {name}: {os.strerror(-link)}")
+            return lambda: os.close(link)
         from pyroute2 import NetNS
 
         ipr, idx = NetNS(host.netns), self.ifindex[host.netns]
@@ -500,7 +512,8 @@ def jiffies_ns(jiffies: float) -> float:
 
 
 class Sitevis:
-    """sitevis's own program, loaded as the collector loads it, attached with its TcHooks."""
+    """sitevis's own program, loaded and attached as the collector does it by default
+    (hooks_for: tcx links where the kernel has tcx, else clsact filters)."""
 
     def __init__(self, the_lab: Lab, settings=None) -> None:
         from sitevis_collector.drain import Drainer
@@ -511,16 +524,21 @@ class Sitevis:
         self.drainer = Drainer(self.program)
         self._hooks: dict[str, object] = {}
 
+    @property
+    def mechanism(self) -> str:
+        """How the tc hook is attached here: tcx or clsact."""
+        return "tcx" if tcx_available(self.lab.left.netns) else "clsact"
+
     def fd(self, direction: str = "egress") -> int:
         return self.program.function_fd(direction)
 
     def attach(self, host: Host, directions: tuple[str, ...]) -> Callable[[], None]:
-        """Our filter on host's veth (the given directions); returns its remover."""
-        from sitevis_collector.tc import TcHooks
+        """Our program on host's veth (the given directions); returns its remover."""
+        from sitevis_collector.kernel import hooks_for
 
         hooks = self._hooks.get(host.netns)
         if hooks is None:
-            hooks = self._hooks[host.netns] = TcHooks(self.program, host.netns)
+            hooks = self._hooks[host.netns] = hooks_for(self.program, host.netns)
         idx = self.lab.ifindex[host.netns]
         hooks.attach(idx, directions)  # type: ignore[attr-defined]
         return lambda: hooks.detach(idx)  # type: ignore[attr-defined]

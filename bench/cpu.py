@@ -2,7 +2,8 @@
 
 trafgen sends N frames at a fixed rate (-b, qdisc path) from the left veth while one
 of these watches that veth: nothing; the minimal 5-tuple flow program (reference);
-sitevis (ingress + egress filters, as the collector attaches them, default settings);
+sitevis (ingress + egress, attached as the collector does: tcx links where the
+kernel has tcx, else clsact filters; default settings);
 `tcpdump -w /dev/null -s 96 -i veth0`. Busy time of the whole VM over the sending
 window — wall time x CPUs minus cpuidle's exact idle residency where the kernel has
 cpuidle (bench.common.idle_residency_ns), else /proc/stat's 10 ms ticks — divided by the
@@ -155,7 +156,10 @@ def measure(the_lab: Lab, sitevis: Sitevis, *, packets: int = 200_000,
                                       int(info.get("dropped", 0))))  # type: ignore[arg-type]
     finally:
         flow5.close()
-    return _table(runs, packets=packets, rate_pps=rate_pps, reps=reps, frame=frame)
+    table = _table(runs, packets=packets, rate_pps=rate_pps, reps=reps, frame=frame)
+    table.notes.append(f"sitevis and the minimal program are attached as {sitevis.mechanism} "
+                       "(the collector's default here), tcpdump through a packet socket")
+    return table
 
 
 def _table(runs: dict[str, list[Run]], *, packets: int, rate_pps: int, reps: int,

@@ -31,6 +31,7 @@ try:
 except urllib.error.HTTPError as err:
     print(err.code)
 """
+COLLECTOR = "/opt/sitevis-collector/venv/bin/sitevis-collector"
 COLLECTOR_CONFIG = "/etc/sitevis/collector.yml"
 
 
@@ -80,9 +81,8 @@ def explain(host) -> str:
     for title, command in (
         ("collector journal", "journalctl -u sitevis-collector -n 60 --no-pager"),
         ("sitevis-collector check",
-         f"/opt/sitevis-collector/venv/bin/sitevis-collector check -c {COLLECTOR_CONFIG}"),
-        ("our TC filters", "for d in $(ls /sys/class/net); do tc filter show dev $d ingress; "
-                           "tc filter show dev $d egress; done"),
+         f"{COLLECTOR} check -c {COLLECTOR_CONFIG}"),
+        ("our BPF programs (tcx, clsact, xdp)", f"{COLLECTOR} hooks"),
         ("influxd journal", "journalctl -u influxdb -n 30 --no-pager"),
     ):
         result = host.run(command)

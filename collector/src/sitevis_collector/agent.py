@@ -63,7 +63,7 @@ class Agent:
     def __init__(self, cfg: Config, reconcile_interval: float = 30.0) -> None:
         self.cfg = cfg
         self.program = FlowProgram(kernel_settings(cfg), bpf_dir=cfg.bpf_dir)
-        self.hooks = hooks_for(self.program)
+        self.hooks = hooks_for(self.program, tc_attach=cfg.tc_attach)
         self.drainer = Drainer(self.program)
         self._lock = threading.Lock()            # names, baselines, drainer vs. attach thread
         self._hooks_lock = threading.Lock()      # one netlink socket: attach thread vs. repair
@@ -125,9 +125,7 @@ class Agent:
     def repair(self) -> int:
         """Put back filters of ours that someone deleted (`tc filter del`, another tool's
         cleanup): the interface set did not change, so link events never say so."""
-        missing_on = getattr(self.hooks, "our_filters", None)
-        if missing_on is None:
-            return 0        # XDP: one program per interface, nobody removes it silently
+        missing_on = self.hooks.our_filters
         restored = 0
         for ifindex, ifname in self.attached.items():
             with self._hooks_lock, contextlib.suppress(InterfaceGoneError):
@@ -135,7 +133,13 @@ class Agent:
                 if not set(self.cfg.directions) <= present:
                     log.warning("%s: our filters were removed by someone else; restoring",
                                 ifname)
-                    self.hooks.attach(ifindex, self.cfg.directions)
+                    try:
+                        self.hooks.attach(ifindex, self.cfg.directions)
+                    except InterfaceGoneError:
+                        raise
+                    except KernelError as exc:  # e.g. a foreign XDP program took the hook
+                        log.warning("%s: not restored: %s", ifname, exc)
+                        continue
                     restored += 1
         self.filters_restored += restored
         return restored

@@ -18,9 +18,13 @@ MAP_DELETE_ELEM = 3
 MAP_GET_NEXT_KEY = 4
 PROG_GET_FD_BY_ID = 13
 OBJ_GET_INFO_BY_FD = 15
+PROG_QUERY = 16
 MAP_LOOKUP_BATCH = 24
 MAP_LOOKUP_AND_DELETE_BATCH = 25
+LINK_CREATE = 28
+LINK_GET_FD_BY_ID = 30
 ENABLE_STATS = 32
+LINK_DETACH = 34
 
 # enum bpf_map_type (the ones sitevis.c makes)
 MAP_HASH = 1
@@ -30,6 +34,12 @@ MAP_PERCPU_ARRAY = 6
 MAP_ARRAY_OF_MAPS = 12
 MAP_RINGBUF = 27
 PERCPU_TYPES = frozenset({MAP_PERCPU_HASH, MAP_PERCPU_ARRAY})
+
+# enum bpf_attach_type: the TCX hooks (kernel >= 6.6)
+TCX_INGRESS = 46
+TCX_EGRESS = 47
+# mprog placement flags (BPF_F_BEFORE with no relative program: first in the chain)
+F_BEFORE = 1 << 3
 
 _libc = ct.CDLL(None, use_errno=True)
 
@@ -135,3 +145,65 @@ def enable_stats_fd() -> int | None:
     attr = (ct.c_uint32 * 2)(0, 0)  # BPF_STATS_RUN_TIME
     fd = bpf(ENABLE_STATS, attr)
     return fd if fd >= 0 else None
+
+
+class _LinkCreateAttr(ct.Structure):
+    """link_create for tcx: prog, ifindex, attach type, flags, relative_fd, revision."""
+
+    _fields_ = [("prog_fd", ct.c_uint32), ("target_ifindex", ct.c_uint32),
+                ("attach_type", ct.c_uint32), ("flags", ct.c_uint32),
+                ("relative_fd", ct.c_uint32), ("pad", ct.c_uint32),
+                ("expected_revision", ct.c_uint64)]
+
+
+class _QueryAttr(ct.Structure):
+    _fields_ = [("target_ifindex", ct.c_uint32), ("attach_type", ct.c_uint32),
+                ("query_flags", ct.c_uint32), ("attach_flags", ct.c_uint32),
+                ("prog_ids", ct.c_uint64), ("count", ct.c_uint32), ("pad", ct.c_uint32),
+                ("prog_attach_flags", ct.c_uint64), ("link_ids", ct.c_uint64),
+                ("link_attach_flags", ct.c_uint64), ("revision", ct.c_uint64)]
+
+
+def tcx_link_create(prog_fd: int, ifindex: int, attach_type: int, flags: int = 0) -> int:
+    """A BPF link of prog on an interface's tcx hook (ifindex in the calling thread's
+    network namespace): its fd, or -errno."""
+    return bpf(LINK_CREATE, _LinkCreateAttr(prog_fd=prog_fd, target_ifindex=ifindex,
+                                            attach_type=attach_type, flags=flags))
+
+
+def tcx_query(ifindex: int, attach_type: int, room: int = 64
+              ) -> tuple[list[int], list[int]] | int:
+    """(program ids, link ids — 0 where a program was attached without a link) on an
+    interface's tcx hook, first to last; or -errno (EINVAL: no tcx in this kernel)."""
+    progs, links = (ct.c_uint32 * room)(), (ct.c_uint32 * room)()
+    attr = _QueryAttr(target_ifindex=ifindex, attach_type=attach_type,
+                      prog_ids=ct.addressof(progs), count=room, link_ids=ct.addressof(links))
+    res = bpf(PROG_QUERY, attr)
+    if res < 0:
+        return res
+    n = min(attr.count, room)
+    return list(progs[:n]), list(links[:n])
+
+
+def link_id(fd: int) -> int:
+    """The kernel's id of a BPF link (bpf_link_info: type, id, ...)."""
+    info = (ct.c_uint32 * 4)()
+    attr = _InfoAttr(bpf_fd=fd, info_len=ct.sizeof(info), info=ct.addressof(info))
+    check(bpf(OBJ_GET_INFO_BY_FD, attr), f"reading link info of fd {fd}")
+    return int(info[1])
+
+
+def link_detach(fd: int) -> int:
+    """Take a link's program off its hook now, whoever else holds the link: 0 or -errno."""
+    return bpf(LINK_DETACH, (ct.c_uint32 * 2)(fd))
+
+
+def link_detach_by_id(link: int) -> int:
+    """Detach a BPF link someone else holds (their fd stays valid but defunct)."""
+    fd = bpf(LINK_GET_FD_BY_ID, (ct.c_uint32 * 4)(link))
+    if fd < 0:
+        return fd
+    try:
+        return link_detach(fd)
+    finally:
+        os.close(fd)

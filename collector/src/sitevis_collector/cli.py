@@ -107,6 +107,15 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hooks(args: argparse.Namespace) -> int:
+    from sitevis_collector.cleanup import list_attached
+
+    found = list_attached(args.interface)
+    for ifname, direction, mechanism in found:
+        print(f"{ifname}\t{direction}\t{mechanism}")
+    return 0 if found or not args.expect else 1
+
+
 COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "run": cmd_run, "once": cmd_once, "check": cmd_check, "top": cmd_top,
 }
@@ -142,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     cleanup = sub.add_parser("cleanup", help="remove every sitevis filter from this "
                              "namespace's interfaces (uninstall, or after a crash); no config")
     cleanup.add_argument("--interface", default="*", help="only interfaces matching this glob")
+    hooks = sub.add_parser("hooks", help="list the sitevis programs attached in this "
+                           "namespace: interface, direction, tcx|clsact|xdp; no config")
+    hooks.add_argument("--interface", default="*", help="only interfaces matching this glob")
+    hooks.add_argument("--expect", action="store_true",
+                       help="exit 1 when none is attached")
     return parser
 
 
@@ -149,9 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if args.command == "cleanup":
+    if args.command in ("cleanup", "hooks"):
         try:
-            return cmd_cleanup(args)
+            return cmd_cleanup(args) if args.command == "cleanup" else cmd_hooks(args)
         except KernelError as err:
             print(f"sitevis-collector: {err}", file=sys.stderr)
             return EXIT_KERNEL

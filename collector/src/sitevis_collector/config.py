@@ -84,6 +84,7 @@ class Config:
     spool: SpoolConfig
     directions: tuple[str, ...]
     hook: str
+    tc_attach: str
     flow_table_size: int
     sample_rate: int
     sample_rate_limit: int
@@ -338,7 +339,7 @@ def _directions(sec: _Section, hook: str) -> tuple[str, ...]:
 
 _TOP_KEYS = ("site", "box", "interfaces", "interval", "influxdb", "spool", "directions",
              "hook", "flow_table_size", "sample_rate", "sample_rate_limit", "top_n",
-             "service_port_bound", "bpf_dir")
+             "service_port_bound", "bpf_dir", "tc_attach")
 
 
 def parse_config(data: Any, source: str = "<config>", base: Path | None = None) -> Config:
@@ -351,6 +352,9 @@ def parse_config(data: Any, source: str = "<config>", base: Path | None = None) 
     hook = _str(top, "hook", "tc")
     if hook not in ("tc", "xdp"):
         raise top.error("hook", f"must be 'tc' or 'xdp', got {hook!r}")
+    tc_attach = _str(top, "tc_attach", "auto")
+    if tc_attach not in ("auto", "tcx", "clsact"):
+        raise top.error("tc_attach", f"must be 'auto', 'tcx' or 'clsact', got {tc_attach!r}")
     bpf_dir = _str(top, "bpf_dir")
     if bpf_dir is not None:
         bpf_path = Path(bpf_dir) if Path(bpf_dir).is_absolute() else base / bpf_dir
@@ -368,6 +372,7 @@ def parse_config(data: Any, source: str = "<config>", base: Path | None = None) 
         spool=_spool(top.sub("spool")),
         directions=_directions(top, hook),
         hook=hook,
+        tc_attach=tc_attach or "auto",
         flow_table_size=_int(top, "flow_table_size", 65536, minimum=16, maximum=1 << 24),
         sample_rate=_int(top, "sample_rate", 1000, minimum=0),
         sample_rate_limit=_int(top, "sample_rate_limit", 100, minimum=1),

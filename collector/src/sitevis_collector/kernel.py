@@ -261,12 +261,21 @@ def _compile_in_child(request: dict) -> tuple[dict, list[int]]:
     return json.loads(message), fds
 
 
-def hooks_for(program: FlowProgram, netns: str | None = None):
-    """TcHooks or XdpHooks, whichever the program was compiled for."""
+TC_ATTACH_MODES = ("auto", "tcx", "clsact")
+
+
+def hooks_for(program: FlowProgram, netns: str | None = None, tc_attach: str = "auto"):
+    """XdpHooks, or for the tc hook TcxHooks (links, kernel >= 6.6) / TcHooks (clsact
+    filters): tc_attach "auto" takes tcx wherever the kernel has it."""
     if program.hook == "xdp":
         from sitevis_collector.xdp import XdpHooks
 
         return XdpHooks(program, netns)
     from sitevis_collector.tc import TcHooks
+    from sitevis_collector.tcx import TcxHooks, tcx_available
 
+    if tc_attach not in TC_ATTACH_MODES:
+        raise KernelError(f"tc_attach must be one of {', '.join(TC_ATTACH_MODES)}")
+    if tc_attach == "tcx" or (tc_attach == "auto" and tcx_available(netns)):
+        return TcxHooks(program, netns)
     return TcHooks(program, netns)

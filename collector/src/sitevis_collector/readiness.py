@@ -272,8 +272,9 @@ def check_program_load() -> CheckResult:
 
 # -- TC clsact + cls_bpf ----------------------------------------------------------
 
-def attach_probe(ipr: Any, ifindex: int, fd: int) -> None:
-    """Add clsact (if absent) and our filter on both hooks, then remove what we added."""
+def attach_probe(ipr: Any, ifindex: int, fd: int, netns: str | None = None) -> bool:
+    """Add clsact (if absent) and our filter on both hooks, then remove what we added;
+    then link the program on both tcx hooks and drop the links. False: no tcx here."""
     from pyroute2.netlink.exceptions import NetlinkError
 
     created = False
@@ -291,6 +292,22 @@ def attach_probe(ipr: Any, ifindex: int, fd: int) -> None:
     finally:
         if created:
             ipr.tc("del", "clsact", ifindex)
+    return _tcx_probe(ifindex, fd, netns)
+
+
+def _tcx_probe(ifindex: int, fd: int, netns: str | None) -> bool:
+    from sitevis_collector import bpfsys
+    from sitevis_collector.netns import call_in_netns
+    from sitevis_collector.tcx import ATTACH_TYPES, tcx_available
+
+    if not tcx_available(netns):
+        return False
+    for kind in ATTACH_TYPES.values():
+        link = call_in_netns(netns, lambda k=kind: bpfsys.tcx_link_create(fd, ifindex, k))
+        if link < 0:
+            raise OSError(-link, f"linking to a tcx hook: {os.strerror(-link)}")
+        os.close(link)
+    return True
 
 
 def _netns_allowed() -> bool:
@@ -311,7 +328,7 @@ def check_tc_attach(ifname: str | None = None) -> CheckResult:
             return CheckResult(name, FAIL, _load_failure("loading the TC test program",
                                                           err, stderr()))
     try:
-        where = _attach_somewhere(ifname, fd)
+        where, tcx = _attach_somewhere(ifname, fd)
     except _NoScratchNamespace as err:
         return CheckResult(name, SKIP, f"not verified: no throw-away network namespace ({err}); "
                            "loading was checked")
@@ -319,14 +336,16 @@ def check_tc_attach(ifname: str | None = None) -> CheckResult:
         return CheckResult(name, FAIL, _tc_failure(err))
     finally:
         bpf.cleanup()
-    return CheckResult(name, OK, f"clsact + cls_bpf filter added and removed on {where}")
+    done = ("clsact + cls_bpf filter and tcx links" if tcx else
+            "clsact + cls_bpf filter (no tcx in this kernel: clsact is used)")
+    return CheckResult(name, OK, f"{done} added and removed on {where}")
 
 
 class _NoScratchNamespace(Exception):
     """Creating the temporary namespace was refused (e.g. systemd RestrictNamespaces=)."""
 
 
-def _attach_somewhere(ifname: str | None, fd: int) -> str:
+def _attach_somewhere(ifname: str | None, fd: int) -> tuple[str, bool]:
     from pyroute2 import IPRoute, NetNS, netns
 
     if ifname is not None:
@@ -334,8 +353,8 @@ def _attach_somewhere(ifname: str | None, fd: int) -> str:
             found = ipr.link_lookup(ifname=ifname)
             if not found:
                 raise LookupError(f"no interface {ifname}")
-            attach_probe(ipr, found[0], fd)
-        return ifname
+            tcx = attach_probe(ipr, found[0], fd)
+        return ifname, tcx
     ns_name = f"sitevis-check-{os.getpid()}"
     try:
         ns = NetNS(ns_name)  # creates it
@@ -347,11 +366,11 @@ def _attach_somewhere(ifname: str | None, fd: int) -> str:
         ns.link("add", ifname="svcheck0", kind="veth", peer="svcheck1")
         index = ns.link_lookup(ifname="svcheck0")[0]
         ns.link("set", index=index, state="up")
-        attach_probe(ns, index, fd)
+        tcx = attach_probe(ns, index, fd, ns_name)
     finally:
         ns.close()
         netns.remove(ns_name)
-    return "a veth in a temporary network namespace"
+    return "a veth in a temporary network namespace", tcx
 
 
 def _tc_failure(err: Exception) -> str:

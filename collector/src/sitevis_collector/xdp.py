@@ -81,6 +81,10 @@ class XdpHooks:
     def _ours(self, prog_id: int) -> bool:
         return bool(prog_id) and (prog_name(prog_id) or "").startswith(NAME_PREFIX)
 
+    def our_filters(self, ifindex: int) -> list[str]:
+        """[ingress] when a program of ours is attached, else []."""
+        return [INGRESS] if self._ours(self.attached_prog_id(ifindex)) else []
+
     def attach(self, ifindex: int, directions: tuple[str, ...] = (INGRESS,)) -> None:
         current = self.attached_prog_id(ifindex)
         if current and not self._ours(current):

@@ -10,11 +10,11 @@ is still the one attached, else EEXIST). This module sends that RTM_SETLINK.
 
 from __future__ import annotations
 
-import ctypes as ct
 import os
 import socket
 import struct
-import threading
+
+from sitevis_collector.netns import call_in_netns
 
 RTM_SETLINK = 19
 NLMSG_ERROR = 2
@@ -27,8 +27,6 @@ IFLA_XDP_FLAGS = 3
 IFLA_XDP_EXPECTED_FD = 8
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
 XDP_FLAGS_REPLACE = 1 << 4
-_CLONE_NEWNET = 0x40000000
-_NETNS_DIR = "/var/run/netns"
 
 
 def _nla(kind: int, payload: bytes) -> bytes:
@@ -50,33 +48,9 @@ def setlink_xdp_message(ifindex: int, fd: int, flags: int, expected_fd: int | No
 
 
 def route_socket(netns: str | None = None) -> socket.socket:
-    """A NETLINK_ROUTE socket of the named network namespace (None: ours).
-
-    A socket belongs to the namespace it was made in: make it on a short-lived thread
-    that joins the namespace, so no other thread of the process ever moves.
-    """
-    if netns is None:
-        return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-    made: list[socket.socket | BaseException] = []
-
-    def inside() -> None:
-        try:
-            libc = ct.CDLL(None, use_errno=True)
-            with open(os.path.join(_NETNS_DIR, netns), "rb") as ns:
-                if libc.setns(ns.fileno(), _CLONE_NEWNET) != 0:
-                    err = ct.get_errno()
-                    raise OSError(err, f"entering netns {netns}: {os.strerror(err)}")
-            made.append(socket.socket(socket.AF_NETLINK, socket.SOCK_RAW,
-                                      socket.NETLINK_ROUTE))
-        except BaseException as exc:  # handed to the caller's thread
-            made.append(exc)
-
-    thread = threading.Thread(target=inside, name=f"netns-{netns}")
-    thread.start()
-    thread.join()
-    if isinstance(made[0], BaseException):
-        raise made[0]
-    return made[0]
+    """A NETLINK_ROUTE socket of the named network namespace (None: ours)."""
+    return call_in_netns(netns, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW,
+                                                      socket.NETLINK_ROUTE))
 
 
 class XdpSetter:

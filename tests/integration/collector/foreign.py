@@ -28,6 +28,12 @@ int foreign_count(struct __sk_buff *skb)
     return TC_ACT_UNSPEC;
 }
 
+// Drops every packet (what a firewall would do to some).
+int foreign_drop(struct __sk_buff *skb)
+{
+    return TC_ACT_SHOT;
+}
+
 // Moves the packet's VLAN into skb->vlan_tci (as a VLAN device on a NIC with
 // tag offload would), then lets it continue.
 int foreign_vlan_push(struct __sk_buff *skb)
@@ -70,4 +76,35 @@ class ForeignFilter:
             self.ns.tc("del-filter", "bpf", self.ifindex, self.handle, parent=self.parent,
                        prio=self.prio)
         self.ns.close()
+        self.bpf.cleanup()
+
+
+class ForeignTcx:
+    """A BCC program of the test's own on host's tcx hook, as a BPF link (first in the
+    chain with first=True, else last)."""
+
+    def __init__(self, host: Host, ifindex: int, direction: str, func: str = "foreign_count",
+                 first: bool = False) -> None:
+        from bcc import BPF
+        from sitevis_collector import bpfsys
+        from sitevis_collector.netns import call_in_netns
+        from sitevis_collector.tcx import ATTACH_TYPES
+
+        self.bpf = BPF(text=SOURCE.encode(), cflags=["-DVLAN_ID=100"])
+        fd = self.bpf.load_func(func.encode(), BPF.SCHED_CLS).fd
+        flags = bpfsys.F_BEFORE if first else 0
+        self.link = call_in_netns(host.netns, lambda: bpfsys.tcx_link_create(
+            fd, ifindex, ATTACH_TYPES[direction], flags))
+        if self.link < 0:
+            raise OSError(-self.link, "creating the foreign tcx link")
+        self.link_id = bpfsys.link_id(self.link)
+
+    @property
+    def count(self) -> int:
+        return self.bpf[b"seen"][ct.c_int(0)].value
+
+    def close(self) -> None:
+        import os
+
+        os.close(self.link)
         self.bpf.cleanup()

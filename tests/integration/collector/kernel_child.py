@@ -1,4 +1,7 @@
-"""A collector stand-in that attaches our program in a netns and waits to be killed."""
+"""A collector stand-in that attaches our program in a netns and waits to be killed.
+
+args: netns ifindex hook(tc|xdp) [tc_attach(auto|tcx|clsact)]
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,9 @@ from sitevis_collector.kernel import FlowProgram, KernelSettings, hooks_for
 
 def main() -> None:
     netns, ifindex, hook = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    tc_attach = sys.argv[4] if len(sys.argv) > 4 else "auto"
     program = FlowProgram(KernelSettings(hook=hook, table_size=64))
-    hooks = hooks_for(program, netns)
+    hooks = hooks_for(program, netns, tc_attach)
     hooks.attach(ifindex, program.directions)
     print("attached", flush=True)
     time.sleep(600)

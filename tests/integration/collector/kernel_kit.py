@@ -90,11 +90,12 @@ class Side:
 
 @contextmanager
 def observed(host: Host, settings: KernelSettings | None = None,
-             program: FlowProgram | None = None) -> Iterator[Side]:
-    """Attach (a fresh or the given) program to host's veth; detach and close after."""
+             program: FlowProgram | None = None, tc_attach: str = "auto") -> Iterator[Side]:
+    """Attach (a fresh or the given) program to host's veth (tcx where the kernel has
+    it, as the collector does, or as tc_attach says); detach and close after."""
     own = program is None
     program = program or FlowProgram(settings or KernelSettings())
-    hooks = hooks_for(program, host.netns)
+    hooks = hooks_for(program, host.netns, tc_attach)
     idx = ifindex(host)
     try:
         hooks.attach(idx, program.directions)
@@ -114,3 +115,30 @@ def settle(seconds: float = 0.15) -> None:
 
 def tc_filters(host: Host, direction: str) -> str:
     return host.exec("tc", "filter", "show", "dev", host.ifname, direction).stdout
+
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@contextmanager
+def attached_child(host: Host, idx: int, hook: str,
+                   tc_attach: str = "auto") -> Iterator[subprocess.Popen]:
+    """Another process (a collector stand-in, kernel_child.py) with our program attached
+    to the interface until the block ends; then it dies by SIGKILL."""
+    child = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("kernel_child.py")), host.netns,
+         str(idx), hook, tc_attach], stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "attached"
+        yield child
+    finally:
+        child.kill()
+        child.wait()
+
+
+def attach_then_sigkill(host: Host, idx: int, hook: str, tc_attach: str) -> None:
+    """What a crashed collector leaves behind: clsact filters and XDP programs stay in
+    the kernel; tcx links go with the process."""
+    with attached_child(host, idx, hook, tc_attach):
+        pass

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import yaml
+from sitevis_collector import bpfsys
+from sitevis_collector.tcx import ATTACH_TYPES, tcx_available
 
 from tests.harness.influx import InfluxServer
 from tests.harness.netns import Host, HostLink
@@ -50,13 +54,33 @@ def write_config(tmp_path: Path, link: HostLink, influx_url: str, **extra) -> Pa
 
 
 def our_filters(ifname: str) -> list[str]:
-    """tc's lines for sitevis filters on both hooks of an interface."""
+    """One line per sitevis program on the interface's hooks: tc's own lines for clsact
+    filters, "tcx <dir> <name> prog <id> link <id>" for tcx links. Lines name program
+    ids, so a filter replaced by a new run reads differently."""
     lines: list[str] = []
     for hook in ("ingress", "egress"):
         out = subprocess.run(["tc", "filter", "show", "dev", ifname, hook],
                              capture_output=True, text=True).stdout
         lines += [line for line in out.splitlines() if "sitevis" in line]
+    if tcx_available():
+        idx = socket.if_nametoindex(ifname)
+        for direction, kind in ATTACH_TYPES.items():
+            res = bpfsys.tcx_query(idx, kind)
+            assert not isinstance(res, int), os.strerror(-res)
+            for prog, link in zip(*res, strict=True):
+                name = bpfsys.prog_name(prog) or ""
+                if name.startswith("sitevis"):
+                    lines.append(f"tcx {direction} {name} prog {prog} link {link}")
     return lines
+
+
+def wait_detached(ifname: str, timeout: float = 5) -> None:
+    """Until no program of ours is on the interface (the kernel releases the tcx links
+    of a killed process as its fds close)."""
+    deadline = time.monotonic() + timeout
+    while our_filters(ifname) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert our_filters(ifname) == []
 
 
 def wait_attached(ifname: str, proc: subprocess.Popen, timeout: float = 60,
@@ -117,8 +141,9 @@ def test_run_ships_exact_counts_and_leaves_no_filter(
 
 def test_killed_collector_leaves_stale_filters_that_the_next_run_replaces(
         bcc_ready, host_link: HostLink, influxdb: InfluxServer, tmp_path: Path):
+    """clsact mode: the kernel keeps a killed process's filters."""
     influxdb.query("CREATE DATABASE sitevis")
-    config = write_config(tmp_path, host_link, influxdb.url)
+    config = write_config(tmp_path, host_link, influxdb.url, tc_attach="clsact")
     first = start(config)
     wait_attached(host_link.ifname, first)
     first.kill()
@@ -129,6 +154,29 @@ def test_killed_collector_leaves_stale_filters_that_the_next_run_replaces(
     second = start(config)
     wait_attached(host_link.ifname, second, replacing=stale)
     assert len(our_filters(host_link.ifname)) == 2  # replaced, not doubled
+    send_udp(host_link.peer, host_link.ip, 100)
+    rc, err = stop(second)
+    assert rc == 0, err
+    assert [r["packets"] for r in flow_packets(influxdb, host_link)] == [100]
+    assert our_filters(host_link.ifname) == []
+
+
+def test_killed_collector_in_tcx_mode_leaves_nothing_and_the_next_run_counts_once(
+        bcc_ready, host_link: HostLink, influxdb: InfluxServer, tmp_path: Path):
+    if not tcx_available():
+        pytest.skip("this kernel has no tcx hooks (Linux < 6.6)")
+    influxdb.query("CREATE DATABASE sitevis")
+    config = write_config(tmp_path, host_link, influxdb.url)  # tc_attach: auto -> tcx
+    first = start(config)
+    wait_attached(host_link.ifname, first)
+    assert all(line.startswith("tcx ") for line in our_filters(host_link.ifname))
+    first.kill()
+    first.communicate(timeout=30)
+    wait_detached(host_link.ifname)
+
+    second = start(config)
+    wait_attached(host_link.ifname, second)
+    assert len(our_filters(host_link.ifname)) == 2
     send_udp(host_link.peer, host_link.ip, 100)
     rc, err = stop(second)
     assert rc == 0, err
@@ -232,7 +280,7 @@ def test_outage_and_restart_lose_nothing_and_duplicate_nothing(
 
 def test_cleanup_removes_what_a_killed_collector_left(
         bcc_ready, host_link: HostLink, tmp_path: Path):
-    proc = start(write_config(tmp_path, host_link, "http://127.0.0.1:9"))
+    proc = start(write_config(tmp_path, host_link, "http://127.0.0.1:9", tc_attach="clsact"))
     wait_attached(host_link.ifname, proc)
     proc.kill()
     proc.communicate(timeout=30)
@@ -245,13 +293,23 @@ def test_cleanup_removes_what_a_killed_collector_left(
     assert our_filters(host_link.ifname) == []
 
 
+@pytest.mark.parametrize("tc_attach", ["clsact", "tcx"])
 def test_filters_deleted_by_someone_else_are_restored(
-        bcc_ready, host_link: HostLink, influxdb: InfluxServer, tmp_path: Path):
+        bcc_ready, host_link: HostLink, influxdb: InfluxServer, tmp_path: Path,
+        tc_attach: str):
+    if tc_attach == "tcx" and not tcx_available():
+        pytest.skip("this kernel has no tcx hooks (Linux < 6.6)")
     influxdb.query("CREATE DATABASE sitevis")
-    proc = start(write_config(tmp_path, host_link, influxdb.url))
+    proc = start(write_config(tmp_path, host_link, influxdb.url, tc_attach=tc_attach))
     wait_attached(host_link.ifname, proc)
-    for hook in ("ingress", "egress"):
-        subprocess.run(["tc", "filter", "del", "dev", host_link.ifname, hook], check=True)
+    if tc_attach == "clsact":
+        for hook in ("ingress", "egress"):
+            subprocess.run(["tc", "filter", "del", "dev", host_link.ifname, hook],
+                           check=True)
+    else:  # someone's cleanup detaches links it does not hold
+        out = subprocess.run([str(COLLECTOR), "cleanup", "--interface", host_link.ifname],
+                             capture_output=True, text=True, timeout=60)
+        assert "removed 2" in out.stdout, out.stderr
     assert our_filters(host_link.ifname) == []
     wait_attached(host_link.ifname, proc, timeout=5)   # within an interval (1 s)
     send_udp(host_link.peer, host_link.ip, 120)

@@ -1,11 +1,11 @@
-"""Coexistence on the TC/XDP hooks: foreign filters, stale filters after SIGKILL."""
+"""Coexistence on the TC/XDP hooks: foreign filters, stale filters after SIGKILL.
+
+clsact filters (tc_attach: clsact, and kernels without tcx) here; tcx links in
+test_tcx_hooks.py.
+"""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from tests.harness.netns import Host, HostPair
 from tests.integration.collector import frames as f
 from tests.integration.collector.foreign import ForeignFilter
 from tests.integration.collector.kernel_kit import (
+    attach_then_sigkill,
     ifindex,
     observed,
     quiet,
@@ -46,7 +47,7 @@ def test_foreign_filters_before_and_after_ours_keep_counting(quiet_pair: HostPai
     before = ForeignFilter(right, ifindex(right), "ingress")  # it created clsact
     after = ForeignFilter(right, ifindex(right), "ingress", prio=TC_PRIORITY + 6, handle=8)
     try:
-        with observed(right) as ours:
+        with observed(right, tc_attach="clsact") as ours:
             ours.drain()
             send_frames(quiet_pair.left, [(FRAME, 40)])
             settle()
@@ -67,10 +68,10 @@ def test_foreign_filters_before_and_after_ours_keep_counting(quiet_pair: HostPai
 def test_clsact_we_created_goes_with_us_unless_someone_else_uses_it(quiet_pair: HostPair):
     right = quiet_pair.right
     assert not _has_clsact(right)
-    with observed(right):  # alone: the clsact we created leaves with us
+    with observed(right, tc_attach="clsact"):  # alone: the clsact we created leaves with us
         assert _has_clsact(right)
     assert not _has_clsact(right)
-    with observed(right):
+    with observed(right, tc_attach="clsact"):
         foreign = ForeignFilter(right, ifindex(right), "egress")  # joins our clsact
     try:
         assert _has_clsact(right) and foreign.present()
@@ -83,30 +84,17 @@ def test_clsact_we_created_goes_with_us_unless_someone_else_uses_it(quiet_pair: 
 
 
 
-def attach_then_sigkill(host, idx: int, hook: str) -> None:
-    """A child process attaches our program (tc or xdp) to the interface, then dies by
-    SIGKILL, leaving its filters/program behind as a crashed collector would."""
-    child = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("kernel_child.py")), host.netns,
-         str(idx), hook], stdout=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
-    try:
-        assert child.stdout.readline().strip() == "attached"
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-
 def test_remove_stale_after_sigkill_leaves_foreign_filters(quiet_pair: HostPair):
     right = quiet_pair.right
     idx = ifindex(right)
     foreign = ForeignFilter(right, idx, "ingress")
-    attach_then_sigkill(right, idx, "tc")
+    attach_then_sigkill(right, idx, "tc", "clsact")
     try:
         # The kernel keeps a killed process's filters: they are stale now.
         assert "sitevis_ingress" in tc_filters(right, "ingress")
         assert "sitevis_egress" in tc_filters(right, "egress")
         program = FlowProgram(KernelSettings(table_size=64))
-        hooks = hooks_for(program, right.netns)
+        hooks = hooks_for(program, right.netns, "clsact")
         try:
             assert hooks.remove_stale(idx) == 2
             assert hooks.remove_stale(idx) == 0
@@ -136,7 +124,7 @@ def test_attach_refuses_to_replace_a_foreign_filter_on_our_priority_and_handle(
         ns.tc("add-filter", "bpf", idx, TC_HANDLE, fd=fn.fd, name="someone_else",
               parent=0xFFFFFFF2, prio=TC_PRIORITY, classid=1, direct_action=True)
     program = FlowProgram(KernelSettings(table_size=64))
-    hooks = hooks_for(program, right.netns)
+    hooks = hooks_for(program, right.netns, "clsact")
     try:
         with pytest.raises(KernelError, match="foreign TC filter"):
             hooks.attach(idx)
@@ -151,7 +139,7 @@ def test_attach_refuses_to_replace_a_foreign_filter_on_our_priority_and_handle(
 def test_xdp_stale_program_removed_after_sigkill(quiet_pair: HostPair):
     right = quiet_pair.right
     idx = ifindex(right)
-    attach_then_sigkill(right, idx, "xdp")
+    attach_then_sigkill(right, idx, "xdp", "auto")
     assert "prog/xdp" in right.exec("ip", "link", "show", right.ifname).stdout
     program = FlowProgram(KernelSettings(hook="xdp", table_size=64))
     hooks = hooks_for(program, right.netns)

@@ -145,11 +145,14 @@ def test_vlan_tag_in_skb_vlan_tci_counts_as_on_the_wire(quiet_pair: HostPair):
 
     This kernel has no 8021q module, so a foreign filter running before ours pushes
     the tag with bpf_skb_vlan_push, which puts it in vlan_tci as a VLAN device would.
+    Ours are clsact filters here, so that the foreign clsact filter (priority 1) runs
+    first; tcx programs would run before every clsact filter.
     """
     left = quiet_pair.left
     frame = f.eth(0x0800, f.ipv4(A4, B4, UDP, f.udp(5353, 53, b"v" * 100)))
     count = 25
-    with observed(left) as lside, observed(quiet_pair.right) as rside:
+    with observed(left, tc_attach="clsact") as lside, \
+            observed(quiet_pair.right, tc_attach="clsact") as rside:
         pusher = ForeignFilter(left, lside.ifindex, "egress", "foreign_vlan_push", 100)
         try:
             lside.drain(), rside.drain()

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sitevis_collector.tcx import tcx_available
 
 REPO = Path(__file__).resolve().parents[3]
 UNIT = REPO / "collector" / "packaging" / "sitevis-collector.service"
@@ -20,7 +21,8 @@ SANDBOX = Path(__file__).with_name("unit_sandbox.py")
 EXEC_START = "/opt/sitevis-collector/venv/bin/sitevis-collector"
 
 # Compile + load a SCHED_CLS program with a hash map and a ring buffer, add clsact and a
-# cls_bpf filter on both hooks and remove them, read kernel.bpf_stats_enabled.
+# cls_bpf filter on both hooks and remove them, link it on both tcx hooks (where the
+# kernel has them) and drop the links, read kernel.bpf_stats_enabled.
 PROBE = """
 import sys
 from pyroute2 import IPRoute
@@ -28,8 +30,9 @@ from sitevis_collector.readiness import BPF_STATS, attach_probe, load_probe
 try:
     bpf, fd = load_probe()
     with IPRoute() as ipr:
-        attach_probe(ipr, ipr.link_lookup(ifname=sys.argv[1])[0], fd)
+        tcx = attach_probe(ipr, ipr.link_lookup(ifname=sys.argv[1])[0], fd)
     print("stats", BPF_STATS.read_text().strip())
+    print("tcx", tcx)
 except Exception as err:
     print("failed:", str(err).strip().splitlines()[0])
     sys.exit(1)
@@ -128,8 +131,9 @@ def test_bcc_works_with_exactly_the_units_capabilities_and_syscalls(sandboxed) -
     assert directives("MemoryDenyWriteExecute") == ["yes"]
     result = run_probe(sandboxed, unit_caps(), allow, mdwe=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    stats, attached = result.stdout.splitlines()[-2:]
+    stats, tcx, attached = result.stdout.splitlines()[-3:]
     assert stats in ("stats 0", "stats 1") and attached == "attached"
+    assert tcx == f"tcx {tcx_available()}"  # tcx links, too, need nothing more
     # Nothing of ours is left on the interface.
     assert "clsact" not in sandboxed.exec("tc", "qdisc", "show", "dev", sandboxed.ifname).stdout
 

@@ -136,14 +136,11 @@ def sitevis(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def our_filters_on_this_machine() -> list[str]:
-    names = [p.name for p in Path("/sys/class/net").iterdir()]
-    found = []
-    for name in names:
-        for hook in ("ingress", "egress"):
-            out = subprocess.run(["tc", "filter", "show", "dev", name, hook],
-                                 capture_output=True, text=True).stdout
-            found += [f"{name} {hook}" for line in out.splitlines() if "sitevis_" in line]
-    return found
+    """"ifname<TAB>direction<TAB>tcx|clsact|xdp" per sitevis program attached here."""
+    out = subprocess.run([str(REPO / ".venv" / "bin" / "sitevis-collector"), "hooks"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()
 
 
 @pytest.mark.root

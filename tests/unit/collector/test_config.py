@@ -46,6 +46,7 @@ def test_minimal_config_gets_documented_defaults(tmp_path):
     assert cfg.interval == 10.0
     assert cfg.directions == ("ingress", "egress")
     assert cfg.hook == "tc"
+    assert cfg.tc_attach == "auto"
     assert cfg.top_n == 1000
     assert cfg.service_port_bound == 32768
     assert cfg.sample_rate == 1000
@@ -72,7 +73,7 @@ def test_example_config_is_valid_and_documents_every_key(tmp_path):
                 "batch_max_bytes:", "queue_max_bytes:", "retry_initial:", "retry_max:",
                 "spool:", "dir:", "max_bytes:", "directions:", "hook:", "flow_table_size:",
                 "sample_rate:", "sample_rate_limit:", "top_n:", "service_port_bound:",
-                "bpf_dir:"):
+                "bpf_dir:", "tc_attach:"):
         assert key in text, key
 
 
@@ -105,6 +106,7 @@ def test_xdp_defaults_to_ingress_only(tmp_path):
     ("interval: soon\n", "interval: must be a number of seconds, got a string"),
     ("interval: true\n", "interval: must be a number of seconds, got a boolean"),
     ("hook: ebpf\n", "hook: must be 'tc' or 'xdp', got 'ebpf'"),
+    ("tc_attach: tc\n", "tc_attach: must be 'auto', 'tcx' or 'clsact', got 'tc'"),
     ("hook: xdp\ndirections: [ingress, egress]\n",
      "directions: hook 'xdp' sees ingress only; remove 'egress' or use hook 'tc'"),
     ("directions: [ingress, sideways]\n",

@@ -1,0 +1,139 @@
+"""Attach the program to the tcx ingress/egress hooks as BPF links (kernel >= 6.6).
+
+A link lives exactly as long as the collector holds it: when the collector exits, even
+by SIGKILL, the kernel takes our programs off the interfaces itself, so no stale filter
+is ever left behind. Ours go first in the tcx chain (BPF_F_BEFORE), so a packet another
+tcx program drops or redirects is still seen; returning TCX_NEXT (= TC_ACT_UNSPEC)
+hands every packet on unchanged to the rest of the chain and then to clsact filters.
+tcx also skips cls_bpf's classifier walk: measured on a veth (bench.cpu), ~20-50 ns
+less CPU per packet than the same program as a clsact filter.
+
+Ours are recognised by program name (prefix "sitevis"); someone else's are never touched.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from sitevis_collector import bpfsys
+from sitevis_collector.kernel import (
+    FlowProgram,
+    InterfaceGoneError,
+    KernelError,
+    NoPrivilegesError,
+    UnsupportedError,
+)
+from sitevis_collector.netns import call_in_netns
+from sitevis_collector.records import EGRESS, INGRESS
+from sitevis_collector.tc import NAME_PREFIX, TcHooks
+
+ATTACH_TYPES = {INGRESS: bpfsys.TCX_INGRESS, EGRESS: bpfsys.TCX_EGRESS}
+_LOOPBACK_IFINDEX = 1  # in every network namespace
+
+
+def tcx_available(netns: str | None = None) -> bool:
+    """Whether this kernel has tcx hooks: a query on lo is answered (older: EINVAL)."""
+    res = call_in_netns(netns, lambda: bpfsys.tcx_query(_LOOPBACK_IFINDEX,
+                                                        bpfsys.TCX_INGRESS))
+    return not isinstance(res, int)
+
+
+def _error(code: int, ifindex: int, what: str) -> KernelError:
+    if code in (errno.EPERM, errno.EACCES):
+        return NoPrivilegesError(f"{what} on ifindex {ifindex} needs CAP_NET_ADMIN and "
+                                 "CAP_BPF")
+    if code in (errno.ENODEV, errno.ENXIO):
+        return InterfaceGoneError(f"interface {ifindex} vanished while {what}")
+    if code == errno.EINVAL:
+        return UnsupportedError(f"the kernel refused a tcx link ({what} on ifindex "
+                                f"{ifindex}): tcx needs Linux >= 6.6; set tc_attach: clsact")
+    return KernelError(f"{what} on ifindex {ifindex} failed: {os.strerror(code)}")
+
+
+class TcxHooks:
+    """Our tcx links on interfaces of one network namespace (None = the current one).
+
+    Same interface as TcHooks; stale clsact filters of ours (an earlier run in clsact
+    mode) are removed too, so an upgrade never counts a packet twice.
+    """
+
+    def __init__(self, program: FlowProgram, netns: str | None = None) -> None:
+        if program.hook != "tc":
+            raise KernelError("TcxHooks needs a program compiled for the tc hook")
+        self.program = program
+        self.netns = netns
+        self._links: dict[tuple[int, str], tuple[int, int]] = {}  # -> (fd, link id)
+        self._clsact = TcHooks(program, netns)
+        self.attached: dict[int, tuple[str, ...]] = {}
+
+    # --- queries -------------------------------------------------------------
+
+    def _chain(self, ifindex: int, direction: str) -> list[tuple[int, int]]:
+        """(program id, link id) on one hook, first to last."""
+        res = call_in_netns(self.netns, lambda: bpfsys.tcx_query(ifindex,
+                                                                 ATTACH_TYPES[direction]))
+        if isinstance(res, int):
+            raise _error(-res, ifindex, "listing tcx programs")
+        return list(zip(*res, strict=True))
+
+    def _ours(self, ifindex: int, direction: str) -> list[tuple[int, int]]:
+        return [(prog, link) for prog, link in self._chain(ifindex, direction)
+                if (bpfsys.prog_name(prog) or "").startswith(NAME_PREFIX)]
+
+    def our_filters(self, ifindex: int) -> list[str]:
+        """Directions on which one of our programs is attached (by anyone)."""
+        return [d for d in (INGRESS, EGRESS) if self._ours(ifindex, d)]
+
+    # --- changes -------------------------------------------------------------
+
+    def attach(self, ifindex: int, directions: tuple[str, ...] = (INGRESS, EGRESS)) -> None:
+        """Link our program first on each direction; a link of ours that is still
+        attached is kept (no gap, no double count), a detached one is replaced."""
+        for direction in directions:
+            held = self._links.get((ifindex, direction))
+            if held is not None:
+                if held[1] in {link for _, link in self._chain(ifindex, direction)}:
+                    continue
+                self._release(ifindex, direction)  # someone detached it: defunct
+            fd_of_prog = self.program.function_fd(direction)
+            fd = call_in_netns(self.netns, lambda d=direction, p=fd_of_prog:
+                               bpfsys.tcx_link_create(p, ifindex, ATTACH_TYPES[d],
+                                                      bpfsys.F_BEFORE))
+            if fd < 0:
+                raise _error(-fd, ifindex, f"linking the {direction} program")
+            self._links[(ifindex, direction)] = (fd, bpfsys.link_id(fd))
+        self.attached[ifindex] = tuple(directions)
+
+    def _release(self, ifindex: int, direction: str) -> None:
+        held = self._links.pop((ifindex, direction), None)
+        if held is None:
+            return
+        # Detach explicitly: a process forked meanwhile (pyroute2's netns helper) may
+        # hold a copy of the fd, and closing ours alone would then leave the link.
+        bpfsys.link_detach(held[0])
+        os.close(held[0])
+
+    def detach(self, ifindex: int) -> None:
+        for direction in (INGRESS, EGRESS):
+            self._release(ifindex, direction)
+        self.attached.pop(ifindex, None)
+
+    def remove_stale(self, ifindex: int) -> int:
+        """Detach programs of ours this instance does not hold (another collector's, or
+        a clsact filter of an earlier run); return how many."""
+        mine = {link for _, link in self._links.values()}
+        removed = self._clsact.remove_stale(ifindex)
+        for direction in (INGRESS, EGRESS):
+            for _prog, link in self._ours(ifindex, direction):
+                if link and link not in mine and bpfsys.link_detach_by_id(link) == 0:
+                    removed += 1
+        return removed
+
+    def detach_all(self) -> None:
+        for ifindex in list(self.attached):
+            self.detach(ifindex)
+
+    def close(self) -> None:
+        self.detach_all()
+        self._clsact.close()
