@@ -44,7 +44,7 @@ def _error(code: int, ifindex: int, what: str) -> KernelError:
         return NoPrivilegesError(f"{what} on ifindex {ifindex} needs CAP_NET_ADMIN and "
                                  "CAP_BPF")
     if code in (errno.ENODEV, errno.ENXIO):
-        return InterfaceGoneError(f"interface {ifindex} vanished while {what}")
+        return InterfaceGoneError(f"the interface with ifindex {ifindex} vanished while {what}")
     if code == errno.EINVAL:
         return UnsupportedError(f"the kernel refused a tcx link ({what} on ifindex "
                                 f"{ifindex}): tcx needs Linux >= 6.6; set tc_attach: clsact")
