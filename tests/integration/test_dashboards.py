@@ -30,7 +30,7 @@ from tests.harness import influx_role
 from tests.harness.bpf import bcc_unusable_reason
 from tests.harness.influx import InfluxServer, find_influxd
 from tests.harness.netns import HostLink, create_link, destroy_link
-from tests.integration.collector.test_agent import (
+from tests.integration.collector.collector_proc import (
     FRAME_BYTES,
     PORT,
     send_udp,

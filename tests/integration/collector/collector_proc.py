@@ -1,0 +1,115 @@
+"""A sitevis-collector process under test: its config, start/stop, traffic to it, and
+what it attached. Shared by the collector, status and dashboard tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import yaml
+from sitevis_collector import bpfsys
+from sitevis_collector.tcx import ATTACH_TYPES, tcx_available
+
+from tests.harness.influx import InfluxServer
+from tests.harness.netns import Host, HostLink
+
+REPO = Path(__file__).parents[3]
+COLLECTOR = REPO / ".venv" / "bin" / "sitevis-collector"
+PORT = 9999  # below the service bound (32768): the service is udp/9999
+PAYLOAD = 100
+# Ethernet 14 + IPv4 20 + UDP 8 + payload: the frame as on the wire without FCS.
+FRAME_BYTES = 14 + 20 + 8 + PAYLOAD
+SENDER = """
+import socket, sys
+dst, port, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(n):
+    s.sendto(b"x" * size, (dst, port))
+"""
+
+
+def send_udp(src: Host, dst_ip: str, count: int) -> None:
+    src.exec("python3", "-c", SENDER, dst_ip, str(PORT), str(count), str(PAYLOAD))
+
+
+def write_config(tmp_path: Path, link: HostLink, influx_url: str, **extra) -> Path:
+    cfg = {
+        "site": "lab",
+        "box": "box 1",
+        "interfaces": {"include": [link.ifname]},
+        "interval": 1,
+        "influxdb": {"url": influx_url, "database": "sitevis",
+                     "retry_initial": 0.2, "retry_max": 1},
+        "spool": {"dir": str(tmp_path / "spool"), "max_bytes": 10_000_000},
+        "sample_rate": 0,
+        **extra,
+    }
+    path = tmp_path / "collector.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def our_filters(ifname: str) -> list[str]:
+    """One line per sitevis program on the interface's hooks: tc's own lines for clsact
+    filters, "tcx <dir> <name> prog <id> link <id>" for tcx links. Lines name program
+    ids, so a filter replaced by a new run reads differently."""
+    lines: list[str] = []
+    for hook in ("ingress", "egress"):
+        out = subprocess.run(["tc", "filter", "show", "dev", ifname, hook],
+                             capture_output=True, text=True).stdout
+        lines += [line for line in out.splitlines() if "sitevis" in line]
+    if tcx_available():
+        idx = socket.if_nametoindex(ifname)
+        for direction, kind in ATTACH_TYPES.items():
+            res = bpfsys.tcx_query(idx, kind)
+            assert not isinstance(res, int), os.strerror(-res)
+            for prog, link in zip(*res, strict=True):
+                name = bpfsys.prog_name(prog) or ""
+                if name.startswith("sitevis"):
+                    lines.append(f"tcx {direction} {name} prog {prog} link {link}")
+    return lines
+
+
+def wait_detached(ifname: str, timeout: float = 5) -> None:
+    """Until no program of ours is on the interface (the kernel releases the tcx links
+    of a killed process as its fds close)."""
+    deadline = time.monotonic() + timeout
+    while our_filters(ifname) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert our_filters(ifname) == []
+
+
+def wait_attached(ifname: str, proc: subprocess.Popen, timeout: float = 60,
+                  replacing: list[str] | None = None) -> None:
+    """Until both hooks carry a sitevis filter (other than the `replacing` ones)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = our_filters(ifname)
+        if len(current) >= 2 and not set(current) & set(replacing or []):
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"collector exited early: {proc.communicate()}")
+        time.sleep(0.1)
+    raise AssertionError(f"collector did not attach to {ifname} in {timeout}s")
+
+
+def start(config: Path) -> subprocess.Popen:
+    return subprocess.Popen([str(COLLECTOR), "run", "-c", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> tuple[int, str]:
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err
+
+
+def flow_packets(influx: InfluxServer, link: HostLink) -> list[dict]:
+    return influx.rows(
+        "SELECT SUM(packets) AS packets, SUM(bytes) AS bytes FROM flow "
+        f"WHERE service = 'udp/{PORT}' AND dir = 'ingress' AND iface = '{link.ifname}' "
+        f"AND src = '{link.peer.ip}' AND dst = '{link.ip}'", db="sitevis")
