@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 from contextlib import suppress
 
+from sitevis_collector.hookset import HookSet
 from sitevis_collector.kernel import (
     FlowProgram,
     InterfaceGoneError,
@@ -44,19 +45,19 @@ def _netlink_error(exc: Exception, ifindex: int, what: str) -> KernelError:
     return KernelError(f"{what} on ifindex {ifindex} failed: {exc}")
 
 
-class TcHooks:
+class TcHooks(HookSet):
     """Our filters on the clsact hooks of interfaces in one network namespace.
 
     netns: a named namespace (tests); None = the current one.
     """
 
     def __init__(self, program: FlowProgram, netns: str | None = None) -> None:
+        super().__init__()
         if program.hook != "tc":
             raise KernelError("TcHooks needs a program compiled for the tc hook")
         self.program = program
         self._ipr = _ipr(netns)
         self._created_qdisc: set[int] = set()
-        self.attached: dict[int, tuple[str, ...]] = {}
 
     # --- queries -------------------------------------------------------------
 
@@ -152,11 +153,6 @@ class TcHooks:
             if any(self._is_ours(m) for m in self._filters(ifindex, direction)):
                 removed += self._delete(ifindex, direction)
         return removed
-
-    def detach_all(self) -> None:
-        for ifindex in list(self.attached):
-            with suppress(InterfaceGoneError):
-                self.detach(ifindex)
 
     def close(self) -> None:
         self._ipr.close()

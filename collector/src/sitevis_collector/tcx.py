@@ -17,6 +17,7 @@ import errno
 import os
 
 from sitevis_collector import bpfsys
+from sitevis_collector.hookset import HookSet
 from sitevis_collector.kernel import (
     FlowProgram,
     InterfaceGoneError,
@@ -51,7 +52,7 @@ def _error(code: int, ifindex: int, what: str) -> KernelError:
     return KernelError(f"{what} on ifindex {ifindex} failed: {os.strerror(code)}")
 
 
-class TcxHooks:
+class TcxHooks(HookSet):
     """Our tcx links on interfaces of one network namespace (None = the current one).
 
     Same interface as TcHooks; stale clsact filters of ours (an earlier run in clsact
@@ -59,13 +60,13 @@ class TcxHooks:
     """
 
     def __init__(self, program: FlowProgram, netns: str | None = None) -> None:
+        super().__init__()
         if program.hook != "tc":
             raise KernelError("TcxHooks needs a program compiled for the tc hook")
         self.program = program
         self.netns = netns
         self._links: dict[tuple[int, str], tuple[int, int]] = {}  # -> (fd, link id)
         self._clsact = TcHooks(program, netns)
-        self.attached: dict[int, tuple[str, ...]] = {}
 
     # --- queries -------------------------------------------------------------
 
@@ -129,10 +130,6 @@ class TcxHooks:
                 if link and link not in mine and bpfsys.link_detach_by_id(link) == 0:
                     removed += 1
         return removed
-
-    def detach_all(self) -> None:
-        for ifindex in list(self.attached):
-            self.detach(ifindex)
 
     def close(self) -> None:
         self.detach_all()

@@ -11,6 +11,7 @@ import os
 from contextlib import suppress
 
 from sitevis_collector.bpfsys import prog_fd_by_id, prog_name
+from sitevis_collector.hookset import HookSet
 from sitevis_collector.kernel import (
     FlowProgram,
     InterfaceGoneError,
@@ -28,10 +29,11 @@ class ForeignProgramError(KernelError):
     """Someone else's XDP program is on the interface: never touched."""
 
 
-class XdpHooks:
+class XdpHooks(HookSet):
     """Our XDP program on interfaces of one network namespace (None = current)."""
 
     def __init__(self, program: FlowProgram, netns: str | None = None) -> None:
+        super().__init__()
         if program.hook != "xdp":
             raise KernelError("XdpHooks needs a program compiled for the xdp hook")
         from pyroute2 import IPRoute, NetNS
@@ -39,7 +41,6 @@ class XdpHooks:
         self.program = program
         self._ipr = NetNS(netns) if netns else IPRoute()
         self._setter = XdpSetter(netns)
-        self.attached: dict[int, tuple[str, ...]] = {}
 
     def attached_prog_id(self, ifindex: int) -> int:
         try:
@@ -113,11 +114,6 @@ class XdpHooks:
         except ForeignProgramError:
             return 0
         return 1
-
-    def detach_all(self) -> None:
-        for ifindex in list(self.attached):
-            with suppress(InterfaceGoneError):
-                self.detach(ifindex)
 
     def close(self) -> None:
         self._setter.close()
