@@ -1,6 +1,6 @@
 """Run every sitevis benchmark in one go (one netns pair, one load of sitevis) and print
 one table per benchmark, then a summary of the targets. Bounded: gives up after
---deadline seconds (default 1800), cleaning up namespaces and kernel.bpf_stats_enabled.
+--deadline seconds (default 2400), cleaning up namespaces and kernel.bpf_stats_enabled.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def summary(tables: list[Table], seconds: float) -> Table:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.all", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny parameters (smoke run)")
-    parser.add_argument("--deadline", type=int, default=1800)
+    parser.add_argument("--deadline", type=int, default=2400)
     args = parser.parse_args(argv)
     _deadline(args.deadline)
     start = time.monotonic()

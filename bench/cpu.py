@@ -50,8 +50,9 @@ from bench.common import (
 
 TARGET_RATIO = 0.5
 # Rounds: the send path's run-to-run noise (SD ~8 % of its ~2 us/packet) is as large as
-# what a watcher adds; 25 rounds left the ratio's 90 % interval ~0.27 wide, 60 about
-# 0.16 (the interval narrows as 1/sqrt(rounds)). ~11 s a round.
+# what a watcher adds (the vCPU's speed flips between two levels ~1.6x apart within
+# seconds: host-side). 25 rounds left the ratio's 90 % interval ~0.27 wide, 60 rounds
+# 0.09-0.21, 100 rounds 0.11; it narrows as 1/sqrt(rounds). ~10 s a round.
 REPS = 60
 SRCS, PORTS = 64, 63
 NONE, FLOW5, SITEVIS, TCPDUMP = ("no program", "minimal 5-tuple flow (ref)",
@@ -90,14 +91,16 @@ class _Tcpdump:
         return proc_cpu_ticks(self.proc.pid)
 
     def stop(self) -> tuple[int, int]:
-        """(captured, dropped by kernel)."""
+        """(received by its socket, dropped by kernel). Received, not "captured": the
+        socket's own count is final at once, so tcpdump is stopped right after the
+        window instead of being given a second to write out its last block."""
         self.proc.send_signal(signal.SIGINT)
         try:
             _, err = self.proc.communicate(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             _, err = self.proc.communicate()
-        cap = re.search(r"(\d+) packets? captured", err)
+        cap = re.search(r"(\d+) packets? received by filter", err)
         drop = re.search(r"(\d+) packets? dropped by kernel", err)
         return int(cap.group(1)) if cap else -1, int(drop.group(1)) if drop else -1
 
@@ -150,8 +153,6 @@ def measure(the_lab: Lab, sitevis: Sitevis, *, packets: int = 200_000,
                     sent = run_trafgen(left, conf, packets, rate_pps=rate_pps)
                     settle(0.1)
                     c1, k1 = cpu_sample(), ticks()
-                    if name == TCPDUMP:  # outside the window: let it read its last block
-                        settle(1.2)
                 n = max(1, sent.sent)
                 own = sent.cpu_s * 1e9 + jiffies_ns(
                     k1 - k0 + c1.irq - c0.irq + c1.kthreads - c0.kthreads)
