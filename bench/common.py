@@ -25,9 +25,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(REPO) not in sys.path:  # tests.harness lives at the repository root
     sys.path.insert(0, str(REPO))
 
-from sitevis_collector import bpfsys  # noqa: E402
 from sitevis_collector.bpfstats import enabled_stats  # noqa: E402
-from sitevis_collector.netns import call_in_netns  # noqa: E402
+from sitevis_collector.tcx import link as tcx_link  # noqa: E402
 from sitevis_collector.tcx import tcx_available  # noqa: E402
 
 from tests.harness.netns import Host, HostPair, create_pair, destroy_pair  # noqa: E402
@@ -277,12 +276,9 @@ class Lab:
         program was loaded, or the helper does not have the program's fd.
         """
         if tcx_available(host.netns):
-            kind = bpfsys.TCX_INGRESS if ingress else bpfsys.TCX_EGRESS
-            idx = self.ifindex[host.netns]
-            link = call_in_netns(host.netns, lambda: bpfsys.tcx_link_create(fd, idx, kind))
-            if link < 0:
-                raise BenchError(f"linking {name}: {os.strerror(-link)}")
-            return lambda: os.close(link)
+            fd_link = tcx_link(fd, self.ifindex[host.netns], "ingress" if ingress else "egress",
+                               host.netns)
+            return lambda: os.close(fd_link)
         from pyroute2 import NetNS
 
         ipr, idx = NetNS(host.netns), self.ifindex[host.netns]

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from sitevis_collector.records import EGRESS, INGRESS
+from sitevis_collector.records import EGRESS, INGRESS, TC_ATTACH_MODES
 
 DEFAULT_INCLUDE = ("*",)
 # Loopback never leaves the box; everything else (physical, bond, bridge, veth, VLAN)
@@ -353,7 +353,7 @@ def parse_config(data: Any, source: str = "<config>", base: Path | None = None) 
     if hook not in ("tc", "xdp"):
         raise top.error("hook", f"must be 'tc' or 'xdp', got {hook!r}")
     tc_attach = _str(top, "tc_attach", "auto")
-    if tc_attach not in ("auto", "tcx", "clsact"):
+    if tc_attach not in TC_ATTACH_MODES:
         raise top.error("tc_attach", f"must be 'auto', 'tcx' or 'clsact', got {tc_attach!r}")
     bpf_dir = _str(top, "bpf_dir")
     if bpf_dir is not None:

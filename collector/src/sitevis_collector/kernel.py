@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sitevis_collector.maps import BpfMap, MapLayoutError, possible_cpus
-from sitevis_collector.records import EGRESS, INGRESS
+from sitevis_collector.records import EGRESS, INGRESS, TC_ATTACH_MODES
 from sitevis_collector.structs import MAP_TYPES, RINGBUF_MAP
 
 SOURCE_NAME = "sitevis.c"
@@ -259,9 +259,6 @@ def _compile_in_child(request: dict) -> tuple[dict, list[int]]:
         raise CompileError(f"the BPF compiler process ({_COMPILER.name}) ended "
                            f"without an answer (exit status {code})")
     return json.loads(message), fds
-
-
-TC_ATTACH_MODES = ("auto", "tcx", "clsact")
 
 
 def hooks_for(program: FlowProgram, netns: str | None = None, tc_attach: str = "auto"):

@@ -296,17 +296,12 @@ def attach_probe(ipr: Any, ifindex: int, fd: int, netns: str | None = None) -> b
 
 
 def _tcx_probe(ifindex: int, fd: int, netns: str | None) -> bool:
-    from sitevis_collector import bpfsys
-    from sitevis_collector.netns import call_in_netns
-    from sitevis_collector.tcx import ATTACH_TYPES, tcx_available
+    from sitevis_collector.tcx import ATTACH_TYPES, link, tcx_available
 
     if not tcx_available(netns):
         return False
-    for kind in ATTACH_TYPES.values():
-        link = call_in_netns(netns, lambda k=kind: bpfsys.tcx_link_create(fd, ifindex, k))
-        if link < 0:
-            raise OSError(-link, f"linking to a tcx hook: {os.strerror(-link)}")
-        os.close(link)
+    for direction in ATTACH_TYPES:
+        os.close(link(fd, ifindex, direction, netns))
     return True
 
 

@@ -52,6 +52,26 @@ def _error(code: int, ifindex: int, what: str) -> KernelError:
     return KernelError(f"{what} on ifindex {ifindex} failed: {os.strerror(code)}")
 
 
+def chain(ifindex: int, direction: str, netns: str | None = None) -> list[tuple[int, int]]:
+    """(program id, link id) on one tcx hook of an interface, first to last."""
+    res = call_in_netns(netns, lambda: bpfsys.tcx_query(ifindex, ATTACH_TYPES[direction]))
+    if isinstance(res, int):
+        raise _error(-res, ifindex, "listing tcx programs")
+    return list(zip(*res, strict=True))
+
+
+def link(prog_fd: int, ifindex: int, direction: str, netns: str | None = None,
+         first: bool = False) -> int:
+    """A new tcx link of the program (fd; closing it detaches), first in the chain or
+    last."""
+    flags = bpfsys.F_BEFORE if first else 0
+    fd = call_in_netns(netns, lambda: bpfsys.tcx_link_create(prog_fd, ifindex,
+                                                             ATTACH_TYPES[direction], flags))
+    if fd < 0:
+        raise _error(-fd, ifindex, f"linking a program to the {direction} hook")
+    return fd
+
+
 class TcxHooks(HookSet):
     """Our tcx links on interfaces of one network namespace (None = the current one).
 
@@ -70,16 +90,8 @@ class TcxHooks(HookSet):
 
     # --- queries -------------------------------------------------------------
 
-    def _chain(self, ifindex: int, direction: str) -> list[tuple[int, int]]:
-        """(program id, link id) on one hook, first to last."""
-        res = call_in_netns(self.netns, lambda: bpfsys.tcx_query(ifindex,
-                                                                 ATTACH_TYPES[direction]))
-        if isinstance(res, int):
-            raise _error(-res, ifindex, "listing tcx programs")
-        return list(zip(*res, strict=True))
-
     def _ours(self, ifindex: int, direction: str) -> list[tuple[int, int]]:
-        return [(prog, link) for prog, link in self._chain(ifindex, direction)
+        return [(prog, link_) for prog, link_ in chain(ifindex, direction, self.netns)
                 if (bpfsys.prog_name(prog) or "").startswith(NAME_PREFIX)]
 
     def our_filters(self, ifindex: int) -> list[str]:
@@ -94,15 +106,11 @@ class TcxHooks(HookSet):
         for direction in directions:
             held = self._links.get((ifindex, direction))
             if held is not None:
-                if held[1] in {link for _, link in self._chain(ifindex, direction)}:
+                if held[1] in {link_ for _, link_ in chain(ifindex, direction, self.netns)}:
                     continue
                 self._release(ifindex, direction)  # someone detached it: defunct
-            fd_of_prog = self.program.function_fd(direction)
-            fd = call_in_netns(self.netns, lambda d=direction, p=fd_of_prog:
-                               bpfsys.tcx_link_create(p, ifindex, ATTACH_TYPES[d],
-                                                      bpfsys.F_BEFORE))
-            if fd < 0:
-                raise _error(-fd, ifindex, f"linking the {direction} program")
+            fd = link(self.program.function_fd(direction), ifindex, direction, self.netns,
+                      first=True)
             self._links[(ifindex, direction)] = (fd, bpfsys.link_id(fd))
         self.attached[ifindex] = tuple(directions)
 
@@ -126,8 +134,8 @@ class TcxHooks(HookSet):
         mine = {link for _, link in self._links.values()}
         removed = self._clsact.remove_stale(ifindex)
         for direction in (INGRESS, EGRESS):
-            for _prog, link in self._ours(ifindex, direction):
-                if link and link not in mine and bpfsys.link_detach_by_id(link) == 0:
+            for _prog, link_ in self._ours(ifindex, direction):
+                if link_ and link_ not in mine and bpfsys.link_detach_by_id(link_) == 0:
                     removed += 1
         return removed
 

@@ -3,7 +3,6 @@ what it attached. Shared by the collector, status and dashboard tests."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -12,7 +11,8 @@ from pathlib import Path
 
 import yaml
 from sitevis_collector import bpfsys
-from sitevis_collector.tcx import ATTACH_TYPES, tcx_available
+from sitevis_collector.records import EGRESS, INGRESS
+from sitevis_collector.tcx import chain, tcx_available
 
 from tests.harness.influx import InfluxServer
 from tests.harness.netns import Host, HostLink
@@ -64,10 +64,8 @@ def our_filters(ifname: str) -> list[str]:
         lines += [line for line in out.splitlines() if "sitevis" in line]
     if tcx_available():
         idx = socket.if_nametoindex(ifname)
-        for direction, kind in ATTACH_TYPES.items():
-            res = bpfsys.tcx_query(idx, kind)
-            assert not isinstance(res, int), os.strerror(-res)
-            for prog, link in zip(*res, strict=True):
+        for direction in (INGRESS, EGRESS):
+            for prog, link in chain(idx, direction):
                 name = bpfsys.prog_name(prog) or ""
                 if name.startswith("sitevis"):
                     lines.append(f"tcx {direction} {name} prog {prog} link {link}")

@@ -86,18 +86,11 @@ class ForeignTcx:
     def __init__(self, host: Host, ifindex: int, direction: str, func: str = "foreign_count",
                  first: bool = False) -> None:
         from bcc import BPF
-        from sitevis_collector import bpfsys
-        from sitevis_collector.netns import call_in_netns
-        from sitevis_collector.tcx import ATTACH_TYPES
+        from sitevis_collector.tcx import link
 
         self.bpf = BPF(text=SOURCE.encode(), cflags=["-DVLAN_ID=100"])
         fd = self.bpf.load_func(func.encode(), BPF.SCHED_CLS).fd
-        flags = bpfsys.F_BEFORE if first else 0
-        self.link = call_in_netns(host.netns, lambda: bpfsys.tcx_link_create(
-            fd, ifindex, ATTACH_TYPES[direction], flags))
-        if self.link < 0:
-            raise OSError(-self.link, "creating the foreign tcx link")
-        self.link_id = bpfsys.link_id(self.link)
+        self.link = link(fd, ifindex, direction, host.netns, first=first)
 
     @property
     def count(self) -> int:

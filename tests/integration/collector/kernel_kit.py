@@ -14,9 +14,10 @@ from pathlib import Path
 
 from sitevis_collector.drain import Drainer
 from sitevis_collector.kernel import FlowProgram, KernelSettings, hooks_for
-from sitevis_collector.records import DrainResult
+from sitevis_collector.records import INGRESS, DrainResult
 
 from tests.harness.netns import Host, HostPair
+from tests.integration.collector import frames as f
 
 _RAW_SENDER = """
 import json, socket, sys
@@ -87,6 +88,10 @@ class Side:
     def drain(self) -> DrainResult:
         return self.drainer.drain({self.ifindex: self.host.ifname})
 
+    def ingress_packets(self) -> int:
+        """Packets counted on ingress since the last drain."""
+        return self.drain().totals[(self.host.ifname, INGRESS)].packets
+
 
 @contextmanager
 def observed(host: Host, settings: KernelSettings | None = None,
@@ -106,6 +111,16 @@ def observed(host: Host, settings: KernelSettings | None = None,
         hooks.close()
         if own:
             program.close()
+
+
+# One UDP frame the hook tests send: its count is what every program must see.
+UDP_FRAME = f.eth(0x0800, f.ipv4("198.18.250.1", "198.18.250.2", 17, f.udp(1000, 2000)))
+
+
+def send_udp(sender: Host, count: int) -> None:
+    """count copies of UDP_FRAME from sender, then wait until the veth carried them."""
+    send_frames(sender, [(UDP_FRAME, count)])
+    settle()
 
 
 def settle(seconds: float = 0.15) -> None:

@@ -15,19 +15,17 @@ from sitevis_collector.records import INGRESS
 from sitevis_collector.tc import TC_HANDLE, TC_PRIORITY
 
 from tests.harness.netns import Host, HostPair
-from tests.integration.collector import frames as f
 from tests.integration.collector.foreign import ForeignFilter
 from tests.integration.collector.kernel_kit import (
     attach_then_sigkill,
     ifindex,
     observed,
     quiet,
-    send_frames,
+    send_udp,
     settle,
     tc_filters,
 )
 
-FRAME = f.eth(0x0800, f.ipv4("198.18.250.1", "198.18.250.2", 17, f.udp(1000, 2000)))
 REPO = Path(__file__).resolve().parents[3]
 
 
@@ -49,16 +47,14 @@ def test_foreign_filters_before_and_after_ours_keep_counting(quiet_pair: HostPai
     try:
         with observed(right, tc_attach="clsact") as ours:
             ours.drain()
-            send_frames(quiet_pair.left, [(FRAME, 40)])
-            settle()
-            assert ours.drain().totals[("veth0", INGRESS)].packets == 40
+            send_udp(quiet_pair.left, 40)
+            assert ours.ingress_packets() == 40
             assert (before.count, after.count) == (40, 40)
             assert "sitevis_ingress" in tc_filters(right, "ingress")
         # Ours is gone, theirs and their clsact stay and keep counting.
         assert "sitevis" not in tc_filters(right, "ingress") + tc_filters(right, "egress")
         assert before.present() and after.present() and _has_clsact(right)
-        send_frames(quiet_pair.left, [(FRAME, 7)])
-        settle()
+        send_udp(quiet_pair.left, 7)
         assert (before.count, after.count) == (47, 47)
     finally:
         before.close()
@@ -103,8 +99,7 @@ def test_remove_stale_after_sigkill_leaves_foreign_filters(quiet_pair: HostPair)
             program.close()
         assert "sitevis" not in tc_filters(right, "ingress") + tc_filters(right, "egress")
         assert foreign.present()
-        send_frames(quiet_pair.left, [(FRAME, 9)])
-        settle()
+        send_udp(quiet_pair.left, 9)
         assert foreign.count == 9
     finally:
         foreign.close()
@@ -151,9 +146,8 @@ def test_xdp_stale_program_removed_after_sigkill(quiet_pair: HostPair):
         hooks.close()
     with observed(right, program=program) as ours:
         ours.drain()
-        send_frames(quiet_pair.left, [(FRAME, 11)])
-        settle()
-        assert ours.drain().totals[("veth0", INGRESS)].packets == 11
+        send_udp(quiet_pair.left, 11)
+        assert ours.ingress_packets() == 11
     assert "prog/xdp" not in right.exec("ip", "link", "show", right.ifname).stdout
     program.close()
 
@@ -165,8 +159,7 @@ def test_forget_drops_a_detached_interfaces_cumulative_counters(quiet_pair: Host
     try:
         with observed(right, program=program) as ours:
             ours.drain()
-            send_frames(quiet_pair.left, [(FRAME, 5)])
-            settle()
+            send_udp(quiet_pair.left, 5)
         # Detached: the final packets are still reported once, then forgotten.
         ours.drainer.forget(idx)
         last = ours.drain()
@@ -175,9 +168,8 @@ def test_forget_drops_a_detached_interfaces_cumulative_counters(quiet_pair: Host
         assert ours.drain().totals == {}
         with observed(right, program=program) as again:
             again.drainer = ours.drainer  # the same collector run, attached anew
-            send_frames(quiet_pair.left, [(FRAME, 3)])
-            settle()
-            assert again.drain().totals[("veth0", INGRESS)].packets == 3
+            send_udp(quiet_pair.left, 3)
+            assert again.ingress_packets() == 3
     finally:
         program.close()
 

@@ -4,7 +4,6 @@ other holders and of clsact mode removed, a link detached by someone else put ba
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,10 +13,9 @@ import pytest
 from sitevis_collector import bpfsys
 from sitevis_collector.kernel import FlowProgram, KernelSettings, hooks_for
 from sitevis_collector.records import EGRESS, INGRESS
-from sitevis_collector.tcx import ATTACH_TYPES, TcxHooks, tcx_available
+from sitevis_collector.tcx import TcxHooks, chain, tcx_available
 
 from tests.harness.netns import Host, HostPair
-from tests.integration.collector import frames as f
 from tests.integration.collector.foreign import ForeignFilter, ForeignTcx
 from tests.integration.collector.kernel_kit import (
     attach_then_sigkill,
@@ -25,12 +23,10 @@ from tests.integration.collector.kernel_kit import (
     ifindex,
     observed,
     quiet,
-    send_frames,
-    settle,
+    send_udp,
     tc_filters,
 )
 
-FRAME = f.eth(0x0800, f.ipv4("198.18.250.1", "198.18.250.2", 17, f.udp(1000, 2000)))
 COLLECTOR = Path(__file__).resolve().parents[3] / ".venv" / "bin" / "sitevis-collector"
 
 
@@ -43,12 +39,7 @@ def quiet_pair(bcc_ready, host_pair: HostPair) -> Iterator[HostPair]:
 
 
 def _chain(host: Host, direction: str) -> list[tuple[int, int]]:
-    from sitevis_collector.netns import call_in_netns
-
-    res = call_in_netns(host.netns, lambda: bpfsys.tcx_query(ifindex(host),
-                                                             ATTACH_TYPES[direction]))
-    assert not isinstance(res, int), os.strerror(-res)
-    return list(zip(*res, strict=True))
+    return chain(ifindex(host), direction, host.netns)
 
 
 def _names(host: Host, direction: str) -> list[str]:
@@ -68,20 +59,17 @@ def test_auto_mode_takes_tcx_and_goes_first_handing_every_packet_on(quiet_pair: 
             later = ForeignTcx(right, idx, "ingress", "foreign_drop")  # appended, drops
             try:
                 ours.drain()
-                send_frames(quiet_pair.left, [(FRAME, 40)])
-                settle()
-                assert ours.drain().totals[("veth0", INGRESS)].packets == 40
+                send_udp(quiet_pair.left, 40)
+                assert ours.ingress_packets() == 40
                 assert (earlier.count, legacy.count) == (40, 0)  # the dropper came between
             finally:
                 later.close()
-            send_frames(quiet_pair.left, [(FRAME, 5)])
-            settle()
-            assert ours.drain().totals[("veth0", INGRESS)].packets == 5
+            send_udp(quiet_pair.left, 5)
+            assert ours.ingress_packets() == 5
             assert (earlier.count, legacy.count) == (45, 5)
             assert "sitevis" not in tc_filters(right, "ingress")  # no clsact filter of ours
         assert _names(right, INGRESS) == ["foreign_count"] and _names(right, EGRESS) == []
-        send_frames(quiet_pair.left, [(FRAME, 3)])
-        settle()
+        send_udp(quiet_pair.left, 3)
         assert (earlier.count, legacy.count) == (48, 8)
     finally:
         earlier.close()
@@ -116,9 +104,8 @@ def test_remove_stale_takes_other_holders_links_and_clsact_leftovers(quiet_pair:
             assert "sitevis" not in tc_filters(right, "ingress") + tc_filters(right, "egress")
             with observed(right, program=program) as ours:  # now ours only: counted once
                 ours.drain()
-                send_frames(quiet_pair.left, [(FRAME, 9)])
-                settle()
-                assert ours.drain().totals[("veth0", INGRESS)].packets == 9
+                send_udp(quiet_pair.left, 9)
+                assert ours.ingress_packets() == 9
         assert foreign.count == 9
     finally:
         hooks.close()
@@ -140,9 +127,8 @@ def test_a_link_detached_by_someone_else_is_put_back(quiet_pair: HostPair):
         assert _chain(right, EGRESS) == [(_chain(right, EGRESS)[0][0], egress_link)]
         assert len(_chain(right, INGRESS)) == 1
         ours.drain()
-        send_frames(quiet_pair.left, [(FRAME, 6)])
-        settle()
-        assert ours.drain().totals[("veth0", INGRESS)].packets == 6
+        send_udp(quiet_pair.left, 6)
+        assert ours.ingress_packets() == 6
 
 
 def _cli(host: Host, *args: str) -> subprocess.CompletedProcess[str]:
