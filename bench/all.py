@@ -38,7 +38,7 @@ def run_all(*, quick: bool = False) -> list[Table]:
                                       ports=1))
                 show(accuracy.measure(the_lab, sitevis, packets=4_000, srcs=1000, ports=1,
                                       cpus=(1,), bypass_packets=2_000))
-                show(cpu.measure(the_lab, sitevis, packets=20_000, rate_pps=50_000, reps=1))
+                show(cpu.measure(the_lab, sitevis, rate_pps=20_000, reps=1))
             else:
                 show(bpf_cost.measure(the_lab, sitevis))
                 show(accuracy.measure(the_lab, sitevis))

@@ -170,12 +170,13 @@ class TrafgenRun:
         return self.sent / self.wall_s if self.wall_s > 0 else 0.0
 
 
-def run_trafgen(host: Host, conf: Path, count: int, *, qdisc_path: bool = True,
-                cpus: int = 1, rate_pps: int | None = None) -> TrafgenRun:
+def trafgen_command(host: Host, conf: Path, count: int, *, qdisc_path: bool = True,
+                    cpus: int = 1, rate_pps: int | None = None) -> list[str]:
     """trafgen from host's namespace; -q keeps the qdisc path so TC egress sees frames.
 
     Without -q trafgen sets PACKET_QDISC_BYPASS and TC egress sees nothing.
     --no-sock-mem and --notouch-irq keep it from changing system-wide settings.
+    With a rate (-b) trafgen sends each second's packets at full speed, then idles.
     """
     cmd = ["ip", "netns", "exec", host.netns, "trafgen", "--dev", host.ifname,
            "--conf", str(conf), "-n", str(count), "--cpus", str(cpus),
@@ -184,6 +185,14 @@ def run_trafgen(host: Host, conf: Path, count: int, *, qdisc_path: bool = True,
         cmd.append("-q")
     if rate_pps:
         cmd += ["-b", f"{rate_pps}pps"]
+    return cmd
+
+
+def run_trafgen(host: Host, conf: Path, count: int, *, qdisc_path: bool = True,
+                cpus: int = 1, rate_pps: int | None = None) -> TrafgenRun:
+    """Run trafgen (trafgen_command) to the end; what it sent and its own CPU time."""
+    cmd = trafgen_command(host, conf, count, qdisc_path=qdisc_path, cpus=cpus,
+                          rate_pps=rate_pps)
     with tempfile.TemporaryFile() as out:
         start = time.monotonic()
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
@@ -415,33 +424,16 @@ def prog_run_stats(fd: int) -> tuple[int, int]:
     return fields["run_time_ns"], fields["run_cnt"]
 
 
-@dataclass(frozen=True)
-class CpuSample:
-    busy: int     # jiffies: user + nice + system + irq + softirq (all CPUs)
-    irq: int      # irq + softirq jiffies
-    kthreads: int  # utime + stime of every kernel thread (ksoftirqd, kworkers), ticks
-    wall_ns: int = 0          # CLOCK_MONOTONIC when idle_ns was read
-    idle_ns: int | None = None  # cpuidle residency summed over all CPUs (None: no cpuidle)
-
-
-def cpu_sample() -> CpuSample:
-    """Whole-VM CPU time from the first line of /proc/stat, plus kernel threads' time,
-    plus exact idle residency where the kernel has cpuidle (see idle_residency_ns)."""
+def busy_clock_ns() -> int:
+    """Busy CPU time of the whole VM so far, summed over CPUs: wall x CPUs minus cpuidle's
+    idle residency (exact), or /proc/stat's busy ticks (10 ms steps) without cpuidle."""
     wall, idle = idle_residency_ns()
+    if idle is not None:
+        return wall * len(_CPUIDLE_TIMES) - idle
     with open("/proc/stat") as f:
-        fields = [int(v) for v in f.readline().split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
-    return CpuSample(user + nice + system + irq + softirq, irq + softirq,
-                     kernel_thread_ticks(), wall, idle)
-
-
-def busy_ns(before: CpuSample, after: CpuSample) -> float:
-    """Busy CPU time of the whole VM between two samples: exact (wall x CPUs - idle
-    residency) with cpuidle, else from /proc/stat's 10 ms ticks."""
-    if before.idle_ns is None or after.idle_ns is None:
-        return jiffies_ns(after.busy - before.busy)
-    cpus = len(_CPUIDLE_TIMES) or 1
-    return (after.wall_ns - before.wall_ns) * cpus - (after.idle_ns - before.idle_ns)
+        user, nice, system, _idle, _iowait, irq, softirq = (
+            int(v) for v in f.readline().split()[1:8])
+    return (user + nice + system + irq + softirq) * 1_000_000_000 // CLK_TCK
 
 
 _CPUIDLE_TIMES: dict[int, list[Path]] = {}
@@ -473,38 +465,12 @@ def idle_residency_ns() -> tuple[int, int | None]:
     return wall, idle_us * 1000
 
 
-_PF_KTHREAD = 0x00200000
-
-
-def kernel_thread_ticks() -> int:
-    """utime + stime summed over kernel threads (softirq work deferred to ksoftirqd
-    is accounted to that thread, not to softirq time)."""
-    ticks = 0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            text = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        fields = text.rsplit(")", 1)[1].split()
-        if int(fields[6]) & _PF_KTHREAD:
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks
-
-
-def proc_cpu_ticks(pid: int) -> int:
-    """utime + stime of one process, in clock ticks (0 when it is gone)."""
+def task_cpu_ns(pid: int) -> int:
+    """CPU time of one task so far, in ns (/proc/PID/schedstat; 0 when it is gone)."""
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
         return 0
-    fields = text.rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
-
-def jiffies_ns(jiffies: float) -> float:
-    return jiffies * 1e9 / CLK_TCK
 
 
 class Sitevis:

@@ -38,6 +38,12 @@ def test_quick_benchmarks_count_exactly_and_render(bench_ready, capsys):
     cost = by_number["1"]
     assert cost.data["exact"], cost.render()  # all three programs counted every packet
 
+    cpu = by_number["3"]
+    # Every burst fell inside its window, and each watcher saw exactly the packets of
+    # the bursts it was switched on for (tcpdump switched by re-binding its socket).
+    assert cpu.data["whole"] == cpu.data["phases"] == 7, cpu.render()
+    assert cpu.data["exact"], cpu.render()
+
     user = by_number["4"]
     assert all(case["complete"] for case in user.data["cases"]), user.render()
 
