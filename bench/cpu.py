@@ -204,7 +204,11 @@ def measure(the_lab: Lab, sitevis: Sitevis, *, rate_pps: int = 150_000, reps: in
     left, right = the_lab.left, the_lab.right
     conf = the_lab.conf(frame, SRCS, PORTS)
     flow5 = flow5_program(sitevis.program.settings.table_size)
-    tap = TcpdumpTap(the_lab)
+    try:
+        tap = TcpdumpTap(the_lab)
+    except BaseException:
+        flow5.close()
+        raise
     switches = {
         FLOW5: Switch(lambda: the_lab.attach_ref(left, flow5.fd, "bench_flow5")),
         SITEVIS: Switch(lambda: sitevis.attach(left, ("ingress", "egress"))),
@@ -328,6 +332,10 @@ def _table(phases: list[Phase], seen: dict[str, int], *, rate_pps: int, reps: in
            frame: int, tcpdump_total: int) -> Table:
     added = added_per_phase(phases, rate_pps)
     values = {n: [v for _, v in added[n]] for n in WATCHERS}
+    if not all(values.values()):
+        raise BenchError(f"no window held exactly one whole burst of {rate_pps} packets "
+                         "for every watcher: trafgen could not send them in time; lower "
+                         "--rate")
     med = {n: median(values[n]) if values[n] else float("nan") for n in WATCHERS}
     theirs = med[TCPDUMP]
     ratio = med[SITEVIS] / theirs if theirs > 0 else float("inf")
@@ -401,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.cpu", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=int, default=150_000,
-                        help="packets per second (one burst each second; <= ~300000)")
+                        help="packets per second (sent as one burst each second; <= ~200000)")
     parser.add_argument("--reps", type=int, default=REPS,
                         help=f"rounds, 6 s each (default {REPS})")
     args = parser.parse_args(argv)

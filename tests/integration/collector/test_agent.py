@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -232,3 +233,48 @@ def test_filters_deleted_by_someone_else_are_restored(
     restored = influxdb.rows("SELECT SUM(filters_restored) AS n FROM sitevis_collector",
                              db="sitevis")
     assert restored[0]["n"] == 1
+
+
+def _xdp_id(ifname: str) -> str | None:
+    """The id of the XDP program on the interface, as `ip link` shows it (None: none)."""
+    out = subprocess.run(["ip", "link", "show", "dev", ifname], capture_output=True,
+                         text=True, check=True).stdout
+    found = re.search(r"prog/xdp\S* id (\d+)", out)
+    return found.group(1) if found else None
+
+
+def _wait_xdp(ifname: str, proc: subprocess.Popen, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        prog = _xdp_id(ifname)
+        if prog:
+            return prog
+        if proc.poll() is not None:
+            raise AssertionError(f"collector exited early: {proc.communicate()}")
+        time.sleep(0.1)
+    raise AssertionError(f"no XDP program on {ifname} after {timeout}s")
+
+
+def test_xdp_mode_is_listed_and_an_xdp_program_removed_by_someone_else_is_restored(
+        bcc_ready, host_link: HostLink, influxdb: InfluxServer, tmp_path: Path):
+    influxdb.query("CREATE DATABASE sitevis")
+    proc = start(write_config(tmp_path, host_link, influxdb.url, hook="xdp"))
+    first = _wait_xdp(host_link.ifname, proc, timeout=60)
+    listed = subprocess.run([str(COLLECTOR), "hooks", "--interface", host_link.ifname,
+                             "--expect"], capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() == [f"{host_link.ifname}\tingress\txdp"]
+
+    subprocess.run(["ip", "link", "set", "dev", host_link.ifname, "xdp", "off"], check=True)
+    assert _xdp_id(host_link.ifname) is None
+    # Within an interval (1 s): the same loaded program is put back, not a new one.
+    assert _wait_xdp(host_link.ifname, proc, timeout=5) == first
+    send_udp(host_link.peer, host_link.ip, 120)
+    rc, err = stop(proc)
+    assert rc == 0, err
+    assert "our filters were removed by someone else; restoring" in err
+    assert [r["packets"] for r in flow_packets(influxdb, host_link)] == [120]
+    restored = influxdb.rows("SELECT SUM(filters_restored) AS n FROM sitevis_collector",
+                             db="sitevis")
+    assert restored[0]["n"] == 1
+    assert _xdp_id(host_link.ifname) is None  # removed at exit
