@@ -206,6 +206,20 @@ def test_cleanup_removes_what_a_killed_collector_left(
     assert our_filters(host_link.ifname) == []
 
 
+def _counts_once_after_one_restore(proc: subprocess.Popen, influxdb: InfluxServer,
+                                   host_link: HostLink) -> None:
+    """Send 120 packets to the restored hook, stop the collector: it logged and counted
+    exactly one restore, and every packet reached InfluxDB once."""
+    send_udp(host_link.peer, host_link.ip, 120)
+    rc, err = stop(proc)
+    assert rc == 0, err
+    assert "our filters were removed by someone else; restoring" in err
+    assert [r["packets"] for r in flow_packets(influxdb, host_link)] == [120]
+    restored = influxdb.rows("SELECT SUM(filters_restored) AS n FROM sitevis_collector",
+                             db="sitevis")
+    assert restored[0]["n"] == 1
+
+
 @pytest.mark.parametrize("tc_attach", ["clsact", "tcx"])
 def test_filters_deleted_by_someone_else_are_restored(
         bcc_ready, host_link: HostLink, influxdb: InfluxServer, tmp_path: Path,
@@ -225,14 +239,7 @@ def test_filters_deleted_by_someone_else_are_restored(
         assert "removed 2" in out.stdout, out.stderr
     assert our_filters(host_link.ifname) == []
     wait_attached(host_link.ifname, proc, timeout=5)   # within an interval (1 s)
-    send_udp(host_link.peer, host_link.ip, 120)
-    rc, err = stop(proc)
-    assert rc == 0, err
-    assert "our filters were removed by someone else; restoring" in err
-    assert [r["packets"] for r in flow_packets(influxdb, host_link)] == [120]
-    restored = influxdb.rows("SELECT SUM(filters_restored) AS n FROM sitevis_collector",
-                             db="sitevis")
-    assert restored[0]["n"] == 1
+    _counts_once_after_one_restore(proc, influxdb, host_link)
 
 
 def _xdp_id(ifname: str) -> str | None:
@@ -269,12 +276,5 @@ def test_xdp_mode_is_listed_and_an_xdp_program_removed_by_someone_else_is_restor
     assert _xdp_id(host_link.ifname) is None
     # Within an interval (1 s): the same loaded program is put back, not a new one.
     assert _wait_xdp(host_link.ifname, proc, timeout=5) == first
-    send_udp(host_link.peer, host_link.ip, 120)
-    rc, err = stop(proc)
-    assert rc == 0, err
-    assert "our filters were removed by someone else; restoring" in err
-    assert [r["packets"] for r in flow_packets(influxdb, host_link)] == [120]
-    restored = influxdb.rows("SELECT SUM(filters_restored) AS n FROM sitevis_collector",
-                             db="sitevis")
-    assert restored[0]["n"] == 1
+    _counts_once_after_one_restore(proc, influxdb, host_link)
     assert _xdp_id(host_link.ifname) is None  # removed at exit
