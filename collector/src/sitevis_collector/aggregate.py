@@ -147,18 +147,41 @@ def _flow_points(result: DrainResult, cfg: Config, end_ns: int,
                         {"packets": packets, "bytes": nbytes, "flows": flows,
                          "tcp_flags": flags},
                         end_ns)
-    # Packets that found the flow table full: known only by protocol (and ethertype, which
-    # is all a non-IP flow's service is). Never folded: flow totals stay equal to iface
-    # totals.
-    for (ifname, direction, proto, ethertype), c in sorted(result.overflow.items()):
-        service = f"eth/0x{ethertype:04x}" if proto == "eth" else OVERFLOW
+    # Packets that found the flow table full: known only by protocol and ethertype.
+    # Never folded, so flow totals stay equal to iface totals; one row per distinct tag
+    # set (overflow_service keeps IPv4 and IPv6 apart), summed if two buckets share one.
+    for (ifname, direction, proto, service), (packets, nbytes, flags) in \
+            sorted(overflow_rows(result).items()):
         yield Point(
             FLOW,
             {**base, "iface": ifname, "dir": direction, "proto": proto,
              "src": OVERFLOW, "dst": OVERFLOW, "service": service},
-            {"packets": c.packets, "bytes": c.bytes, "flows": 0, "tcp_flags": c.tcp_flags},
+            {"packets": packets, "bytes": nbytes, "flows": 0, "tcp_flags": flags},
             end_ns,
         )
+
+
+# Address family of an overflow bucket, from its ethertype (all the bucket knows).
+_FAMILIES = {0x0800: "ipv4", 0x86DD: "ipv6"}
+
+
+def overflow_service(proto: str, ethertype: int) -> str:
+    """The service tag of an overflow row: `eth/0x<type>` for non-IP frames, else
+    `overflow/ipv4` or `overflow/ipv6`, so buckets of one protocol in two address
+    families never share a series key (InfluxDB would keep only one of them)."""
+    if proto == "eth":
+        return f"eth/0x{ethertype:04x}"
+    return f"{OVERFLOW}/{_FAMILIES.get(ethertype, f'0x{ethertype:04x}')}"
+
+
+def overflow_rows(result: DrainResult) -> dict[tuple[str, str, str, str], tuple[int, int, int]]:
+    """(iface, dir, proto, service) -> (packets, bytes, tcp_flags) of the overflow buckets."""
+    rows: dict[tuple[str, str, str, str], tuple[int, int, int]] = {}
+    for (ifname, direction, proto, ethertype), c in result.overflow.items():
+        key = (ifname, direction, proto, overflow_service(proto, ethertype))
+        packets, nbytes, flags = rows.get(key, (0, 0, 0))
+        rows[key] = (packets + c.packets, nbytes + c.bytes, flags | c.tcp_flags)
+    return rows
 
 
 def iface_points(result: DrainResult, cfg: Config, end_ns: int,

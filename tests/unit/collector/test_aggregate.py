@@ -131,7 +131,7 @@ def test_overflow_buckets_are_flow_rows_and_flow_totals_equal_iface_totals():
     cfg = config(top_n=1)
     points = flow_points(result, cfg, END)
     rows = rows_of(points)
-    assert rows[("eth0", "egress", "tcp", "overflow", "overflow", "overflow")] == {
+    assert rows[("eth0", "egress", "tcp", "overflow", "overflow", "overflow/ipv4")] == {
         "packets": 7, "bytes": 700, "flows": 0, "tcp_flags": 0x10}
     # A non-IP flow's service is its ethertype: known even in the overflow bucket.
     assert rows[("eth0", "egress", "eth", "overflow", "overflow", "eth/0x0806")] == {
@@ -140,6 +140,36 @@ def test_overflow_buckets_are_flow_rows_and_flow_totals_equal_iface_totals():
     assert sum(v["packets"] for v in rows.values()) == 24
     [iface] = iface_points(result, cfg, END)
     assert iface.fields["overflow_packets"] == 10 and iface.fields["overflow_bytes"] == 910
+
+
+def _series_keys(points) -> list:
+    return [(p.measurement, tuple(sorted(p.tags.items())), p.time_ns) for p in points]
+
+
+def test_overflow_rows_of_both_address_families_never_share_a_series_key():
+    """IPv4 and IPv6 buckets of one protocol (and odd ethertypes) are separate rows: with
+    one tag set InfluxDB would keep one of them and flow totals would undercount."""
+    overflow = {("eth0", "ingress", proto, family): fc(i + 1, 100 * (i + 1))
+                for i, (proto, family) in enumerate(
+                    (p, f) for p in ("udp", "tcp", "icmp", "ip:47") for f in (0x0800, 0x86DD))}
+    overflow[("eth0", "ingress", "eth", 0x88B5)] = fc(5, 300)
+    overflow[("eth0", "ingress", "eth", 0x0806)] = fc(2, 120)
+    flows = {key(src=f"10.0.0.{i}", direction="ingress"): fc(1, 60) for i in range(4)}
+    flows[key(src="2001:db8::1", dst="2001:db8::2", direction="ingress",
+              ethertype=0x86DD)] = fc(3, 200)
+    packets = sum(c.packets for c in [*overflow.values(), *flows.values()])
+    size = sum(c.bytes for c in [*overflow.values(), *flows.values()])
+    result = DrainResult(flows=flows, overflow=overflow,
+                         totals={("eth0", "ingress"): fc(packets, size)})
+    points = aggregate(result, config(top_n=2), END)
+    keys = _series_keys(points)
+    assert len(keys) == len(set(keys))
+    flow = [p for p in points if p.measurement == "flow"]
+    [iface] = [p for p in points if p.measurement == "iface"]
+    assert sum(p.fields["packets"] for p in flow) == iface.fields["packets"] == packets
+    assert sum(p.fields["bytes"] for p in flow) == iface.fields["bytes"] == size
+    services = {p.tags["service"] for p in flow if p.tags["src"] == "overflow"}
+    assert services == {"overflow/ipv4", "overflow/ipv6", "eth/0x88b5", "eth/0x0806"}
 
 
 def test_non_ip_frames_have_no_address_tags_on_the_wire():
