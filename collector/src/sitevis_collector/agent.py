@@ -69,6 +69,8 @@ class Agent:
         self._hooks_lock = threading.Lock()      # one netlink socket: attach thread vs. repair
         self.filters_restored = 0
         self._names: dict[int, str] = {}
+        # Removed interfaces whose name the next drain still needs (their last flows).
+        self._gone: set[int] = set()
         self._kernel_prev: dict[int, Counters] = {}
         self._ns_per_packet = NsPerPacket()
         self.manager = AttachManager(
@@ -88,6 +90,7 @@ class Agent:
             self.hooks.attach(ifindex, self.cfg.directions)
         with self._lock:
             self._names[ifindex] = ifname
+            self._gone.discard(ifindex)
             if baseline is not None:
                 self._kernel_prev[ifindex] = baseline
         log.info("attached to %s (ifindex %d)", ifname, ifindex)
@@ -99,6 +102,7 @@ class Agent:
         with self._lock:
             self.drainer.forget(ifindex)
             self._kernel_prev.pop(ifindex, None)
+            self._gone.add(ifindex)
         log.info("detached from %s (ifindex %d)", ifname, ifindex)
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -154,7 +158,10 @@ class Agent:
             if prev is not None:
                 for direction in self.cfg.directions:
                     (p1, b1), (p0, b0) = current.direction(direction), prev.direction(direction)
-                    deltas[(ifname, direction)] = (p1 - p0, b1 - b0)
+                    # Two ifindexes may carry one name within an interval (deleted and
+                    # re-created): add them up, as the drain does for BPF's totals.
+                    p, b = deltas.get((ifname, direction), (0, 0))
+                    deltas[(ifname, direction)] = (p + p1 - p0, b + b1 - b0)
             self._kernel_prev[ifindex] = current
         return deltas
 
@@ -162,6 +169,11 @@ class Agent:
         with self._lock:
             result = self.drainer.drain(dict(self._names))
             kernel = self._kernel_deltas()
+            # Their last flows are out: forget removed interfaces, so a box whose
+            # containers come and go for months keeps no state per interface ever seen.
+            for ifindex in self._gone:
+                self._names.pop(ifindex, None)
+            self._gone.clear()
         return result, kernel
 
     def collect(self, stats: dict[str, int] | None = None) -> list[Point]:
