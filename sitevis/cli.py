@@ -8,11 +8,14 @@ import time
 
 from rich.console import Console
 
-from sitevis import __version__
-from sitevis.connection import add_connection_options, connect
+from sitevis import __version__, query
+from sitevis.connection import UsageError, add_connection_options, connect, site_inventory
 from sitevis.influx import InfluxError
+from sitevis.inventory import InventoryError
+from sitevis.options import DURATION, END, ROWS, RP, SITE, OneLineParser
 from sitevis.paths import ProjectNotFound, project_dir
 from sitevis.progress import Progress, print_summary
+from sitevis.retention import AUTO
 from sitevis.runner import run_playbook
 
 
@@ -33,7 +36,10 @@ def _playbook_command(args: argparse.Namespace, playbook: str, title: str,
             tags=getattr(args, "tags", None), check=getattr(args, "check", False),
             extravars=extravars, listener=progress.update,
         )
-    print_summary(console, result, time.monotonic() - started)
+    if result.no_host_matched:
+        print(f"sitevis {args.command}: {result.no_host_message()}", file=sys.stderr)
+    else:
+        print_summary(console, result, time.monotonic() - started)
     if args.json:
         print(result.to_json())
     return 0 if result.succeeded else 2
@@ -48,18 +54,33 @@ def cmd_verify(args: argparse.Namespace) -> int:
         "sitevis_verify_within": args.within, "sitevis_verify_timeout": args.timeout})
 
 
+def limited_boxes(args: argparse.Namespace) -> list[str] | None:
+    """The box names --limit selects in the inventory (None: no --limit, every box)."""
+    if args.limit is None:
+        return None
+    inventory = site_inventory(args)
+    boxes = inventory.boxes(args.limit)
+    if not boxes:
+        raise UsageError(f"--limit {args.limit} selects no host of group boxes in "
+                         f"{inventory.path}")
+    return boxes
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from sitevis import status
 
     console = make_console()
+    boxes = limited_boxes(args)
     influx, recorded_site = connect(args)
     site = args.site or recorded_site
-    statuses = status.collect(influx, site, window=args.window)
+    statuses = status.collect(influx, site, window=args.window, boxes=boxes)
     if not statuses:
         print(f"sitevis status: no collector has written to {influx.url} "
               f"({influx.database}) yet", file=sys.stderr)
         return 1
-    title = f"site {site or '(all)'}: collectors, last {args.window}"
+    title = f"site {site or '(all)'}: collectors, last {args.window.text}"
+    if boxes is not None:
+        title += f", --limit {args.limit}"
     console.print(status.table(statuses, title, args.stale_after))
     quiet = status.silent(statuses, args.stale_after)
     if quiet:
@@ -68,16 +89,22 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_top(args: argparse.Namespace) -> int:
-    from sitevis import talkers
+    from sitevis import retention, talkers
 
     influx, recorded_site = connect(args)
     site = args.site or recorded_site
-    rows = talkers.top(influx, args.by, args.since, args.dir, site, args.limit)
+    now = int(time.time())
+    # The policy that serves this range, as the dashboards and report choose it.
+    rp = retention.resolve(influx, args.rp, now - args.since.seconds, now)
+    rows = talkers.top(influx, args.by, args.since, args.dir, site, args.limit, rp=rp)
+    policy = rp or "default policy"
     if not rows:
-        print(f"sitevis top: no flows in the last {args.since} at {influx.url}", file=sys.stderr)
+        print(f"sitevis top: no flows in the last {args.since.text} at {influx.url} "
+              f"({policy})", file=sys.stderr)
         return 1
     make_console().print(talkers.table(rows, args.by, f"top {args.by}, {args.dir}, last "
-                                                 f"{args.since} (site {site or 'all'})"))
+                                                 f"{args.since.text} (site {site or 'all'}, "
+                                                 f"{policy})"))
     return 0
 
 
@@ -97,24 +124,28 @@ def talkers_groupings() -> list[str]:
     return list(GROUPINGS)
 
 
+LIMIT_HELP = ("only these hosts: an Ansible pattern (names, groups, globs, ~regex, "
+              "!exclude, &intersect; comma-separated)")
+
+
 def _site_query_parser(sub: argparse._SubParsersAction, name: str,
                        summary: str) -> argparse.ArgumentParser:
     """A sub-command that queries one site's data: connection options and --site."""
     parser = sub.add_parser(name, help=summary)
     add_connection_options(parser)
-    parser.add_argument("--site", help="only this site (default: the inventory's)")
+    parser.add_argument("--site", type=SITE, help="only this site (default: the inventory's)")
     return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sitevis", description="sitevis site controller")
+    parser = OneLineParser(prog="sitevis", description="sitevis site controller")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     rollout = sub.add_parser("rollout", help="provision every box and the monitor (site.yml)")
-    rollout.add_argument("-i", "--inventory", help="inventory (default: ansible.cfg's, "
+    rollout.add_argument("-i", "--inventory", help="inventory path (default: ansible.cfg's, "
                          "inventory/local = this machine)")
-    rollout.add_argument("--limit", help="only these hosts or groups")
+    rollout.add_argument("-l", "--limit", help=LIMIT_HELP)
     rollout.add_argument("--tags", help="only tasks with these tags")
     rollout.add_argument("--check", action="store_true", help="dry run: change nothing")
     rollout.add_argument("--json", action="store_true",
@@ -123,8 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = sub.add_parser("verify", help="check every box's collector wrote data recently "
                             "(verify.yml); names the silent boxes")
-    verify.add_argument("-i", "--inventory", help="inventory (default: ansible.cfg's)")
-    verify.add_argument("--limit", help="only these boxes")
+    verify.add_argument("-i", "--inventory", help="inventory path (default: ansible.cfg's)")
+    verify.add_argument("-l", "--limit", help=f"{LIMIT_HELP}; only its boxes are verified")
     verify.add_argument("--json", action="store_true", help="machine-readable result on stdout")
     verify.add_argument("--within", type=int, default=60,
                         help="seconds: data older than this does not count (default 60)")
@@ -134,27 +165,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = _site_query_parser(sub, "status",
                                 "per box: last seen, coverage, overflows, spool")
-    status.add_argument("--window", default="5m", help="time window for sums (e.g. 15m)")
+    status.add_argument("-l", "--limit",
+                        help=f"{LIMIT_HELP}, resolved in the inventory to the boxes it "
+                             "selects (collector_box, default the host name); those are "
+                             "shown, never-seen ones as silent")
+    status.add_argument("--window", type=DURATION, default=query.duration("5m"),
+                        help="time window for sums (e.g. 15m)")
     status.add_argument("--stale-after", type=float, default=60.0,
                         help="seconds without data after which a box counts as silent")
     status.set_defaults(func=cmd_status)
 
     top = _site_query_parser(sub, "top", "site-wide top talkers over a time range")
-    top.add_argument("--since", default="1h", help="time range, e.g. 15m, 6h, 7d")
+    top.add_argument("--since", type=DURATION, default=query.duration("1h"),
+                     help="time range, e.g. 15m, 6h, 7d")
     top.add_argument("--by", choices=sorted(talkers_groupings()), default="talkers")
     top.add_argument("--dir", choices=["ingress", "egress"], default="ingress",
                      help="count each flow once: as received (default) or as sent")
-    top.add_argument("--limit", type=int, default=15)
+    top.add_argument("--limit", type=ROWS, default=15, help="rows to show (default 15)")
+    top.add_argument("--rp", type=RP, default=AUTO,
+                     help="retention policy: auto (as the dashboards: by time range), "
+                          "raw or long")
     top.set_defaults(func=cmd_top)
 
     report = sub.add_parser("report", help="draw the site overview from InfluxDB to a PNG")
     add_connection_options(report)
-    report.add_argument("--rp", default="auto",
+    report.add_argument("--rp", type=RP, default=AUTO,
                         help="retention policy: auto (as the dashboards: by time range), "
                              "raw or long")
-    report.add_argument("--site", help="only this site (default: the inventory's, else all)")
-    report.add_argument("--since", default="1h", help="start, this long ago (e.g. 6h)")
-    report.add_argument("--until", default="0", help="end, this long ago (default now)")
+    report.add_argument("--site", type=SITE,
+                        help="only this site (default: the inventory's, else all)")
+    report.add_argument("--since", type=DURATION, default=query.duration("1h"),
+                        help="start, this long ago (e.g. 6h)")
+    report.add_argument("--until", type=END, default=query.duration("0", allow_zero=True),
+                        help="end, this long ago (default now)")
     report.add_argument("-o", "--output", default="sitevis-report.png", help="PNG to write")
     report.set_defaults(func=cmd_report)
     return parser
@@ -164,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except (UsageError, InventoryError, query.QueryError) as err:
+        print(f"sitevis {args.command}: {err}", file=sys.stderr)
+        return 2
     except (ProjectNotFound, InfluxError) as err:
         print(f"sitevis {args.command}: {err}", file=sys.stderr)
         return 1

@@ -9,6 +9,8 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
+from sitevis.query import Query
+
 
 class InfluxError(Exception):
     """Something a user can fix (address, credentials, database): one line, no traceback."""
@@ -29,9 +31,12 @@ class Influx:
     password: str | None = None
     timeout: float = 10.0
 
-    def query(self, q: str) -> list[Series]:
-        """Every series of one InfluxQL statement; times as epoch milliseconds."""
-        params = urllib.parse.urlencode({"db": self.database, "q": q, "epoch": "ms"})
+    def query(self, q: Query) -> list[Series]:
+        """Every series of one built statement (sitevis.query); times as epoch ms."""
+        fields = {"db": self.database, "q": q.text, "epoch": "ms"}
+        if q.params:
+            fields["params"] = json.dumps(q.params)
+        params = urllib.parse.urlencode(fields)
         req = urllib.request.Request(f"{self.url.rstrip('/')}/query?{params}")
         if self.user is not None:
             token = base64.b64encode(f"{self.user}:{self.password or ''}".encode()).decode()

@@ -14,77 +14,38 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sitevis import overview
+from sitevis import overview, retention
 from sitevis.connection import connect
 from sitevis.influx import Influx, InfluxError, Series
+from sitevis.query import Query, QueryError, plain_name, regex_literal
+from sitevis.retention import FALLBACK_RP, choose_rp  # choose_rp: tests import it here
 
-DURATION = re.compile(r"^(\d+)([smhdw])$")
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # what the influxdb role names RPs
-UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # Same resolution floor as the dashboards: the collector interval, or the long RP's 5 min.
 MIN_STEP = {"raw": 10, "long": 300}
 POINTS = 240  # buckets across the time range, about what a Grafana panel asks for
-REGEX_SPECIALS = re.compile(r"([\\^$*+?.()|\[\]{}/])")
 
 
 class ReportError(Exception):
     pass
 
 
-def parse_duration(text: str) -> int:
-    """'90s', '15m', '1h', '7d', '2w' (or '0') as seconds."""
-    if text == "0":
-        return 0
-    match = DURATION.match(text)
-    if not match:
-        raise ReportError(f"{text!r} is not a duration like 30m, 1h or 7d")
-    return int(match[1]) * UNIT_SECONDS[match[2]]
-
-
-def regex_literal(value: str) -> str:
-    """A value matched exactly inside InfluxQL's /^...$/ (as Grafana escapes it)."""
-    return REGEX_SPECIALS.sub(r"\\\1", value)
-
-
 def step_seconds(range_s: int, rp: str) -> int:
     return max(MIN_STEP.get(rp, 10), math.ceil(range_s / POINTS))
 
 
-AUTO = "auto"
-FALLBACK_RP = "raw"
-
-
-def choose_rp(influx: Influx, start_s: int, end_s: int) -> str:
-    """The retention policy for the range, as the dashboards choose it: the influxdb
-    role's selector; raw where there is no selector (a monitor set up before it)."""
-    query = re.sub(r"\$\{(__from|__to)\}",
-                   lambda m: str((start_s if m[1] == "__from" else end_s) * 1000),
-                   overview.rp_query("rp"))
-    try:
-        series = influx.query(query)
-    except InfluxError as err:
-        if "not found" not in str(err):  # database/RP missing: no selector
-            raise
-        series = []
-    for s in series:
-        for row in s.values:
-            value = row[s.columns.index("rp")]
-            if isinstance(value, str) and IDENTIFIER.match(value):
-                return value
-    return FALLBACK_RP
-
-
 def fill(template: str, *, site: str | None, start_ms: int, end_ms: int, step_s: int,
-         rp: str) -> str:
+         rp: str) -> Query:
     """Grafana's interpolation of the overview's templates, for all boxes/interfaces."""
+    # Numbers pass through int(); the site is escaped for the regex and the policy must be
+    # a plain name: nothing else from outside reaches the text.
     values = {
-        "timeFilter": f"time >= {start_ms}ms AND time <= {end_ms}ms",
-        "__interval_ms": str(step_s * 1000),
-        "__interval": f"{step_s}s",
+        "timeFilter": f"time >= {int(start_ms)}ms AND time <= {int(end_ms)}ms",
+        "__interval_ms": str(int(step_s) * 1000),
+        "__interval": f"{int(step_s)}s",
         "site": regex_literal(site) if site else ".*",
-        "box": ".*", "iface": ".*", "dir": ".*", "rp": rp,
+        "box": ".*", "iface": ".*", "dir": ".*", "rp": plain_name(rp),
     }
-    return re.sub(r"\$(\w+)", lambda m: values[m[1]], template)
+    return Query(re.sub(r"\$(\w+)", lambda m: values[m[1]], template))
 
 
 @dataclass
@@ -180,29 +141,16 @@ def draw(data: Overview, out: Path, title: str) -> None:
     plt.close(fig)
 
 
-def _password(args: argparse.Namespace) -> str | None:
-    if args.password_file:
-        try:
-            return Path(args.password_file).read_text().strip()
-        except OSError as err:
-            raise ReportError(f"cannot read {args.password_file}: {err.strerror}") from None
-    return args.password
-
-
 def run(args: argparse.Namespace) -> int:
     """Entry of the CLI subcommand; raises ReportError/InfluxError for one-line errors."""
-    if args.rp != AUTO and not IDENTIFIER.match(args.rp):
-        raise ReportError(f"--rp {args.rp!r} is not a retention policy name")
-    since, until = parse_duration(args.since), parse_duration(args.until)
+    since, until = args.since.seconds, args.until.seconds  # checked by the CLI
     if since <= until:
-        raise ReportError("--since must reach further back than --until")
+        raise QueryError("--since must reach further back than --until")
     now = int(time.time())
     start, end = now - since, now - until
     influx, recorded_site = connect(args)
     site = args.site or recorded_site
-    rp = args.rp
-    if rp == AUTO:
-        rp = choose_rp(influx, start, end)
+    rp = retention.resolve(influx, args.rp, start, end) or FALLBACK_RP
     data = collect(influx, site=site, start_s=start, end_s=end, rp=rp)
     if data.empty():
         where = f"site {site}" if site else "any site"
@@ -217,4 +165,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["InfluxError", "ReportError", "run"]
+__all__ = ["FALLBACK_RP", "InfluxError", "ReportError", "choose_rp", "run"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -13,9 +14,12 @@ from typing import Any
 
 import ansible_runner
 
+from sitevis.inventory import inventory_path
 from sitevis.paths import runner_dir
 
 KEEP_ARTIFACT_DIRS = 10
+# ansible-playbook's words when an inventory and --limit select no host at all.
+NO_HOSTS_ERROR = "leaves us with no hosts to target"
 
 
 @dataclass
@@ -47,17 +51,28 @@ class RunResult:
     rc: int
     hosts: dict[str, HostState]
     artifact_dir: str
+    inventory: str = ""
+    limit: str | None = None
+    # No host ran a task: a mistyped --limit or group must not pass for a clean run.
+    no_host_matched: bool = False
 
     @property
     def succeeded(self) -> bool:
-        return self.rc == 0 and all(
+        return self.rc == 0 and bool(self.hosts) and not self.no_host_matched and all(
             h.status not in ("failed", "unreachable") for h in self.hosts.values()
         )
+
+    def no_host_message(self) -> str:
+        limit = f", --limit {self.limit}" if self.limit else ""
+        return f"no host matched (inventory {self.inventory}{limit}): nothing ran"
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "playbook": self.playbook,
+                "inventory": self.inventory,
+                "limit": self.limit,
+                "no_host_matched": self.no_host_matched,
                 "status": self.status,
                 "rc": self.rc,
                 "succeeded": self.succeeded,
@@ -142,10 +157,15 @@ def run_playbook(
 ) -> RunResult:
     """Run playbooks/<playbook> (or an absolute path) from the project with ansible-runner.
 
-    Never raises on a failed play: the result says what each host did.
+    The inventory (default: ansible.cfg's) must exist (InventoryError otherwise, before
+    anything is written). Never raises on a failed play: the result says what each host did.
     """
+    inventory_file = inventory_path(project, inventory)
     private = runner_dir(project)
     private.mkdir(parents=True, exist_ok=True)
+    # ansible-runner uses <private>/inventory whenever it exists, over ansible.cfg's and
+    # run after run: never keep one (older versions wrote a mistyped -i there).
+    shutil.rmtree(private / "inventory", ignore_errors=True)
     cmdline = []
     if check:
         cmdline.append("--check")
@@ -166,7 +186,7 @@ def run_playbook(
             private_data_dir=str(private),
             project_dir=str(project),      # cwd of ansible-playbook, so ansible.cfg applies
             playbook=str(_playbook_path(project, playbook)),
-            inventory=str(Path(inventory).resolve()) if inventory else None,
+            inventory=str(inventory_file),  # an existing path: never taken as content
             limit=limit,
             cmdline=" ".join(cmdline) or None,
             event_handler=reducer,
@@ -175,16 +195,20 @@ def run_playbook(
             quiet=True,
             envvars={"ANSIBLE_FORCE_COLOR": "0"},
         )
-    if runner.stats is None and not reducer.hosts:
+    output = _read(runner.stdout)
+    no_host = not reducer.hosts and (runner.rc == 0 or NO_HOSTS_ERROR in output)
+    if not reducer.hosts and not no_host:
         # Ansible died before any play ran (bad inventory, syntax error): surface its output.
-        reducer.hosts["(none)"] = HostState("(none)", failed=1,
-                                            messages=[_tail(runner.stdout)])
+        reducer.hosts["(none)"] = HostState("(none)", failed=1, messages=[_tail(output)])
     return RunResult(
         playbook=playbook,
         status=runner.status,
         rc=runner.rc,
         hosts=reducer.hosts,
         artifact_dir=str(runner.config.artifact_dir),
+        inventory=str(inventory_file),
+        limit=limit,
+        no_host_matched=no_host,
     )
 
 
@@ -202,10 +226,13 @@ def _put_interpreter_bin_on_path() -> None:
         os.environ["PATH"] = os.pathsep.join([bin_dir, path])
 
 
-def _tail(stdout: Any, lines: int = 5) -> str:
+def _read(stdout: Any) -> str:
     try:
-        text = stdout.read()
+        return str(stdout.read())
     except (AttributeError, OSError, ValueError):
-        return "ansible-playbook failed before running a play"
+        return ""
+
+
+def _tail(text: str, lines: int = 5) -> str:
     tail = [line for line in text.splitlines() if line.strip()][-lines:]
     return " | ".join(tail) or "ansible-playbook failed before running a play"

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from rich.table import Table
 
 from sitevis.influx import Influx
+from sitevis.query import Duration, Where, aggregate, duration, select
 
 # A box is stale when its last self-metric is older than this (a few intervals).
 STALE_AFTER_S = 60
@@ -33,40 +34,49 @@ class BoxStatus:
         return self.packets / self.kernel_packets if self.kernel_packets else None
 
 
-def _site_filter(site: str | None) -> str:
-    return f" AND site = '{_quote(site)}'" if site else ""
+# How far back "last seen" looks: beyond any retention the raw policy keeps.
+LAST_SEEN_WITHIN = duration("400d")
 
 
-def _quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("'", "\\'")
+def _where(site: str | None, boxes: list[str] | None, within: Duration) -> Where:
+    where = Where().since(within)
+    if site:
+        where.tag("site", site)
+    if boxes is not None:
+        where.tag_in("box", boxes)
+    return where
 
 
-def collect(influx: Influx, site: str | None, window: str = "5m") -> list[BoxStatus]:
-    boxes: dict[str, BoxStatus] = {}
+def collect(influx: Influx, site: str | None, window: Duration,
+            boxes: list[str] | None = None) -> list[BoxStatus]:
+    """Every box that wrote (only `boxes` when given; those that never wrote are listed
+    too, as never seen)."""
+    found: dict[str, BoxStatus] = {name: BoxStatus(name) for name in boxes or ()}
 
     def box(name: str) -> BoxStatus:
-        return boxes.setdefault(name, BoxStatus(name))
+        return found.setdefault(name, BoxStatus(name))
 
-    where = f"WHERE time > now() - 400d{_site_filter(site)}"
-    for s in influx.query("SELECT LAST(flows_exported) FROM sitevis_collector "
-                          f"{where} GROUP BY box"):
+    for s in influx.query(select([aggregate("LAST", "flows_exported")], "sitevis_collector",
+                                 _where(site, boxes, LAST_SEEN_WITHIN), group_by=["box"])):
         box(s.tags["box"]).last_seen_ms = s.values[0][0]
-    recent = f"WHERE time > now() - {window}{_site_filter(site)}"
-    for s in influx.query(
-            "SELECT LAST(interfaces_attached) AS i, LAST(spool_bytes) AS spool, "
-            "SUM(overflow_events) AS o, SUM(ringbuf_lost) AS r, SUM(write_errors) AS w "
-            f"FROM sitevis_collector {recent} GROUP BY box"):
+    recent = _where(site, boxes, window)
+    for s in influx.query(select(
+            [aggregate("LAST", "interfaces_attached", "i"),
+             aggregate("LAST", "spool_bytes", "spool"), aggregate("SUM", "overflow_events", "o"),
+             aggregate("SUM", "ringbuf_lost", "r"), aggregate("SUM", "write_errors", "w")],
+            "sitevis_collector", recent, group_by=["box"])):
         row = dict(zip(s.columns, s.values[0], strict=True))
         b = box(s.tags["box"])
         b.interfaces, b.spool_bytes = row["i"], row["spool"]
         b.overflow_events, b.ringbuf_lost = row["o"] or 0, row["r"] or 0
         b.write_errors = row["w"] or 0
-    for s in influx.query("SELECT SUM(packets) AS p, SUM(kernel_packets) AS k FROM iface "
-                          f"{recent} GROUP BY box"):
+    for s in influx.query(select([aggregate("SUM", "packets", "p"),
+                                  aggregate("SUM", "kernel_packets", "k")],
+                                 "iface", recent, group_by=["box"])):
         row = dict(zip(s.columns, s.values[0], strict=True))
         b = box(s.tags["box"])
         b.packets, b.kernel_packets = row["p"] or 0, row["k"] or 0
-    return sorted(boxes.values(), key=lambda b: b.box)
+    return sorted(found.values(), key=lambda b: b.box)
 
 
 def table(statuses: list[BoxStatus], title: str, stale_after: float = STALE_AFTER_S,

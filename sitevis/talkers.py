@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from rich.table import Table
 
 from sitevis.influx import Influx
+from sitevis.query import Duration, QueryError, Where, aggregate, count, select
 
+DIRECTIONS = ("ingress", "egress")
 GROUPINGS = {
     "talkers": ("src", "dst", "service"),
     "services": ("service",),
@@ -22,24 +24,27 @@ class Row:
     packets: int
 
 
-def top(influx: Influx, by: str, since: str, direction: str, site: str | None,
-        limit: int) -> list[Row]:
-    """Largest rows by bytes. A flow crosses two boxes' interfaces (egress of one,
-    ingress of the other): one direction counts it once."""
+def top(influx: Influx, by: str, since: Duration, direction: str, site: str | None,
+        limit: int, rp: str | None = None) -> list[Row]:
+    """Largest rows by bytes from retention policy `rp` (default: the database's). A flow
+    crosses two boxes' interfaces (egress of one, ingress of the other): one direction
+    counts it once."""
     tags = GROUPINGS[by]
-    conditions = [f"time > now() - {since}", f"dir = '{direction}'",
-                  "src != 'other'", "src != 'overflow'"]
+    if direction not in DIRECTIONS:
+        raise QueryError(f"direction {direction!r} is not one of {', '.join(DIRECTIONS)}")
+    where = (Where().since(since).tag("dir", direction)
+             .tag("src", "other", equal=False).tag("src", "overflow", equal=False))
     if site:
-        conditions.append("site = '" + site.replace("'", "\\'") + "'")
-    group = ", ".join(f'"{t}"' for t in tags)
-    rows = [
-        Row(tuple(s.tags.get(t, "") for t in tags), int(s.values[0][1] or 0),
-            int(s.values[0][2] or 0))
-        for s in influx.query(f"SELECT SUM(bytes), SUM(packets) FROM flow WHERE "
-                              f"{' AND '.join(conditions)} GROUP BY {group}")
-    ]
+        where.tag("site", site)
+    query = select([aggregate("SUM", "bytes", "bytes"), aggregate("SUM", "packets", "packets")],
+                   "flow", where, rp=rp, group_by=tags)
+    rows = []
+    for s in influx.query(query):
+        value = dict(zip(s.columns, s.values[0], strict=True))
+        rows.append(Row(tuple(s.tags.get(t, "") for t in tags), int(value["bytes"] or 0),
+                        int(value["packets"] or 0)))
     rows.sort(key=lambda r: (-r.bytes, r.key))
-    return rows[:limit]
+    return rows[:count(limit)]
 
 
 def human_bytes(value: float) -> str:

@@ -127,5 +127,10 @@ def test_status_without_data_or_server_is_one_line(site: Site, tmp_path: Path):
     assert down.returncode == 1
     assert down.stderr.strip() == ("sitevis status: cannot reach InfluxDB at "
                                    "http://127.0.0.1:9: [Errno 111] Connection refused")
+    (tmp_path / "hosts.yml").write_text("all: {}\n")
     unknown = sitevis("top", "-i", str(tmp_path / "hosts.yml"))
     assert unknown.returncode == 1 and "run `sitevis rollout` first" in unknown.stderr
+    typo = sitevis("top", "-i", str(tmp_path / "hots.yml"))
+    assert typo.returncode == 2
+    assert typo.stderr == (f"sitevis top: inventory {tmp_path / 'hots.yml'}: "
+                           "no such file or directory\n")
