@@ -13,12 +13,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
+from sitevis_collector import instances
 from sitevis_collector.aggregate import CounterDeltas, iter_points
-from sitevis_collector.attach import AttachManager, Counters, read_counters
+from sitevis_collector.attach import AttachManager, Counters, list_interfaces, read_counters
 from sitevis_collector.bpfstats import NsPerPacket
 from sitevis_collector.config import Config
 from sitevis_collector.drain import Drainer
 from sitevis_collector.kernel import (
+    ClaimedByPeerError,
     FlowProgram,
     InterfaceGoneError,
     KernelError,
@@ -63,6 +65,16 @@ class Agent:
     def __init__(self, cfg: Config, reconcile_interval: float = 30.0) -> None:
         self.cfg = cfg
         self.program = FlowProgram(kernel_settings(cfg), bpf_dir=cfg.bpf_dir)
+        try:
+            # Registered before anything is attached: from now on no other instance
+            # takes our programs for a gone one's.
+            self.registration = instances.register(
+                str(cfg.source), cfg.interfaces.include, cfg.interfaces.exclude,
+                self.program.prog_ids)
+        except BaseException:
+            self.program.close()
+            raise
+        self._netns = instances.netns_id()
         self.hooks = hooks_for(self.program, tc_attach=cfg.tc_attach)
         self.drainer = Drainer(self.program)
         self._lock = threading.Lock()            # names, baselines, drainer vs. attach thread
@@ -81,7 +93,18 @@ class Agent:
 
     # -- attach callbacks (attach manager's thread) ------------------------------------
 
+    def _older_peer_tracing(self, ifname: str) -> instances.Instance | None:
+        """A live instance started before this one whose patterns take the interface:
+        the interface is its (two collectors on one would count it twice)."""
+        me = self.registration.instance
+        return next((peer for peer in instances.live_instances()
+                     if peer.older_than(me) and peer.traces(ifname, self._netns)), None)
+
     def _on_add(self, ifindex: int, ifname: str) -> None:
+        peer = self._older_peer_tracing(ifname)
+        if peer is not None:  # the attach manager logs it and tries again later
+            raise ClaimedByPeerError(f"{ifname} is traced by {peer.describe()}; "
+                                     "not attaching a second collector to it")
         with self._hooks_lock:
             removed = self.hooks.remove_stale(ifindex)
             if removed:
@@ -108,6 +131,18 @@ class Agent:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
+        """Attach to the matching interfaces; refuse (ClaimedByPeerError, nothing
+        attached) when an interface we would take is already traced by a running
+        instance."""
+        for iface in list_interfaces():
+            if not self.manager.patterns.matches(iface.ifname):
+                continue
+            peer = self._older_peer_tracing(iface.ifname)
+            if peer is not None:
+                raise ClaimedByPeerError(
+                    f"{iface.ifname} is already traced by {peer.describe()}: two "
+                    "collectors on one interface would count it twice; exclude it from "
+                    "one of their configs")
         self.manager.start()
 
     def close(self) -> None:
@@ -119,6 +154,7 @@ class Agent:
         self.hooks.close()
         self.drainer.close()
         self.program.close()
+        self.registration.close()
 
     @property
     def attached(self) -> dict[int, str]:
@@ -128,8 +164,9 @@ class Agent:
 
     def repair(self) -> int:
         """Put back filters of ours that someone deleted (`tc filter del`, another tool's
-        cleanup): the interface set did not change, so link events never say so."""
-        missing_on = self.hooks.our_filters
+        cleanup): the interface set did not change, so link events never say so. Only
+        this instance's programs count: a peer's program on the hook is not ours."""
+        missing_on = self.hooks.own_directions
         restored = 0
         for ifindex, ifname in self.attached.items():
             with self._hooks_lock, contextlib.suppress(InterfaceGoneError):

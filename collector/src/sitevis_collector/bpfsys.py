@@ -185,12 +185,15 @@ def tcx_query(ifindex: int, attach_type: int, room: int = 64
     return list(progs[:n]), list(links[:n])
 
 
-def link_id(fd: int) -> int:
-    """The kernel's id of a BPF link (bpf_link_info: type, id, ...)."""
+def obj_id(fd: int) -> int:
+    """The kernel's id of a BPF program or link (its info starts: type, id, ...)."""
     info = (ct.c_uint32 * 4)()
     attr = _InfoAttr(bpf_fd=fd, info_len=ct.sizeof(info), info=ct.addressof(info))
-    check(bpf(OBJ_GET_INFO_BY_FD, attr), f"reading link info of fd {fd}")
+    check(bpf(OBJ_GET_INFO_BY_FD, attr), f"reading the info of BPF fd {fd}")
     return int(info[1])
+
+
+link_id = obj_id
 
 
 def link_detach(fd: int) -> int:

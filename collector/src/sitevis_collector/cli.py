@@ -100,10 +100,18 @@ def cmd_top(cfg: Config, args: argparse.Namespace) -> int:
 def cmd_cleanup(args: argparse.Namespace) -> int:
     from sitevis_collector.cleanup import remove_all
 
-    removed = remove_all(args.interface)
+    removed = remove_all(args.interface, force=args.force)
     for ifname, count in sorted(removed.items()):
         print(f"{ifname}: removed {count} sitevis filter(s)")
     print(f"cleanup: {sum(removed.values())} removed from {len(removed)} interface(s)")
+    if not args.force:
+        from sitevis_collector.cleanup import list_attached
+
+        running = sorted({(ifname, owner) for ifname, _, _, owner in
+                          list_attached(args.interface) if owner.startswith("pid ")})
+        for ifname, owner in running:
+            print(f"{ifname}: left the programs of the running collector {owner} "
+                  "(--force removes them too)")
     return 0
 
 
@@ -111,8 +119,8 @@ def cmd_hooks(args: argparse.Namespace) -> int:
     from sitevis_collector.cleanup import list_attached
 
     found = list_attached(args.interface)
-    for ifname, direction, mechanism in found:
-        print(f"{ifname}\t{direction}\t{mechanism}")
+    for ifname, direction, mechanism, owner in found:
+        print(f"{ifname}\t{direction}\t{mechanism}\t{owner}")
     return 0 if found or not args.expect else 1
 
 
@@ -148,9 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("--rows", type=int, default=20, help="flows to show")
     top.add_argument("--iterations", type=int, default=0,
                      help="stop after this many updates (0: until Ctrl-C)")
-    cleanup = sub.add_parser("cleanup", help="remove every sitevis filter from this "
-                             "namespace's interfaces (uninstall, or after a crash); no config")
+    cleanup = sub.add_parser("cleanup", help="remove the sitevis programs of collectors "
+                             "that are gone from this namespace's interfaces (uninstall, or "
+                             "after a crash); no config")
     cleanup.add_argument("--interface", default="*", help="only interfaces matching this glob")
+    cleanup.add_argument("--force", action="store_true",
+                         help="also remove the programs of collectors still running")
     hooks = sub.add_parser("hooks", help="list the sitevis programs attached in this "
                            "namespace: interface, direction, tcx|clsact|xdp; no config")
     hooks.add_argument("--interface", default="*", help="only interfaces matching this glob")

@@ -12,11 +12,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from sitevis_collector import bpfsys
 from sitevis_collector.maps import BpfMap, MapLayoutError, possible_cpus
 from sitevis_collector.records import EGRESS, INGRESS, TC_ATTACH_MODES
 from sitevis_collector.structs import MAP_TYPES, RINGBUF_MAP
 
 SOURCE_NAME = "sitevis.c"
+# The entry points' program names (FlowProgram.function_name): how any sitevis flow
+# program on a hook is recognised, whoever loaded it. Other sitevis programs (the
+# readiness probe) have other names and are never taken for one.
+FLOW_PROGRAM_NAMES = frozenset({"sitevis_ingress", "sitevis_egress", "sitevis_xdp"})
 INSTALLED_BPF_DIR = Path("/usr/share/sitevis-collector/bpf")
 # In a source checkout: <repo>/collector/src/sitevis_collector/kernel.py -> <repo>/bpf
 CHECKOUT_BPF_DIR = Path(__file__).resolve().parents[3] / "bpf"
@@ -49,6 +54,10 @@ class CompileError(KernelError):
 
 class UnsupportedError(KernelError):
     """The running kernel lacks something the program needs."""
+
+
+class ClaimedByPeerError(KernelError):
+    """A live sitevis-collector instance traces the interface: never taken from it."""
 
 
 class InterfaceGoneError(KernelError):
@@ -200,6 +209,11 @@ class FlowProgram:
 
     def function_fd(self, direction: str) -> int:
         return self._fds[direction]
+
+    @property
+    def prog_ids(self) -> frozenset[int]:
+        """The kernel's ids of this program's entry points: what makes a hook ours."""
+        return frozenset(bpfsys.obj_id(fd) for fd in self._fds.values())
 
     def _set_active(self, index: int) -> None:
         # Updating a map-in-map waits (synchronize_rcu) for every program that may

@@ -1,7 +1,9 @@
 """Attach the program to TC clsact ingress/egress, coexisting with anyone else's filters.
 
-Ours are recognised by (priority, handle, name prefix) together, so a foreign filter
-is never touched even if it happens to share one of them.
+A sitevis filter is recognised by (priority, handle, name prefix) together, so a foreign
+filter is never touched even if it happens to share one of them. Its name also carries
+the id of the program it runs ("sitevis_ingress.prog42"): that is how an instance tells
+its own filters from a live peer's and from those of an instance that is gone.
 """
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ from __future__ import annotations
 import errno
 from contextlib import suppress
 
-from sitevis_collector.hookset import HookSet
+from sitevis_collector import bpfsys, instances
+from sitevis_collector.hookset import Found, HookSet
 from sitevis_collector.kernel import (
+    ClaimedByPeerError,
     FlowProgram,
     InterfaceGoneError,
     KernelError,
@@ -26,6 +30,17 @@ TC_HANDLE = 0x5156  # "SV"
 NAME_PREFIX = "sitevis"
 PARENTS = {INGRESS: 0xFFFFFFF2, EGRESS: 0xFFFFFFF3}
 _CLSACT_HANDLE = 0xFFFF0000
+_PROG_MARK = ".prog"
+
+
+def filter_name(direction: str, prog_id: int) -> str:
+    return f"{NAME_PREFIX}_{direction}{_PROG_MARK}{prog_id}"
+
+
+def prog_id_in(name: str) -> int:
+    """The program id a filter name carries; 0 for a name without one."""
+    _, mark, digits = name.rpartition(_PROG_MARK)
+    return int(digits) if mark and digits.isdigit() else 0
 
 
 def _ipr(netns: str | None):
@@ -52,9 +67,9 @@ class TcHooks(HookSet):
     """
 
     def __init__(self, program: FlowProgram, netns: str | None = None) -> None:
-        super().__init__()
         if program.hook != "tc":
             raise KernelError("TcHooks needs a program compiled for the tc hook")
+        super().__init__(program.prog_ids)
         self.program = program
         self._ipr = _ipr(netns)
         self._created_qdisc: set[int] = set()
@@ -70,14 +85,15 @@ class TcHooks(HookSet):
             raise _netlink_error(exc, ifindex, "listing filters") from exc
 
     @staticmethod
-    def _is_ours(msg) -> bool:
+    def _sitevis_name(msg) -> str | None:
+        """The name of a sitevis filter (ours or another instance's), else None."""
         if msg.get_attr("TCA_KIND") != "bpf" or msg["handle"] != TC_HANDLE:
-            return False
+            return None
         if (msg["info"] >> 16) != TC_PRIORITY:
-            return False
+            return None
         options = msg.get_attr("TCA_OPTIONS")
         name = options.get_attr("TCA_BPF_NAME") if options else None
-        return bool(name) and name.startswith(NAME_PREFIX)
+        return name if name and name.startswith(NAME_PREFIX) else None
 
     @staticmethod
     def _is_filter(msg) -> bool:
@@ -88,10 +104,13 @@ class TcHooks(HookSet):
         qdiscs = self._ipr.get_qdiscs(index=ifindex)
         return any(q.get_attr("TCA_KIND") == "clsact" for q in qdiscs)
 
-    def our_filters(self, ifindex: int) -> list[str]:
-        """Directions on which one of our filters is present."""
-        return [d for d in (INGRESS, EGRESS)
-                if any(self._is_ours(m) for m in self._filters(ifindex, d))]
+    def found(self, ifindex: int) -> list[Found]:
+        return [Found(d, prog_id_in(name)) for d in (INGRESS, EGRESS)
+                for m in self._filters(ifindex, d)
+                if (name := self._sitevis_name(m)) is not None]
+
+    def _remove(self, ifindex: int, found: Found) -> bool:
+        return self._delete(ifindex, found.direction)
 
     # --- changes -------------------------------------------------------------
 
@@ -105,20 +124,32 @@ class TcHooks(HookSet):
                 if getattr(exc, "code", None) != errno.EEXIST:  # raced with someone
                     raise _netlink_error(exc, ifindex, "adding the clsact qdisc") from exc
         for direction in directions:
-            clash = [m for m in self._filters(ifindex, direction)
-                     if m["handle"] == TC_HANDLE and (m["info"] >> 16) == TC_PRIORITY
-                     and not self._is_ours(m)]
-            if clash:  # replacing it would silently remove someone else's filter
-                raise KernelError(f"a foreign TC filter on ifindex {ifindex} {direction} "
-                                  f"uses our priority {TC_PRIORITY} and handle {TC_HANDLE:#x}")
+            self._refuse_replacing(ifindex, direction)
+            fd = self.program.function_fd(direction)
             try:
-                self._ipr.tc("replace-filter", "bpf", ifindex, TC_HANDLE,
-                             fd=self.program.function_fd(direction),
-                             name=f"{NAME_PREFIX}_{direction}", parent=PARENTS[direction],
+                self._ipr.tc("replace-filter", "bpf", ifindex, TC_HANDLE, fd=fd,
+                             name=filter_name(direction, bpfsys.obj_id(fd)),
+                             parent=PARENTS[direction],
                              prio=TC_PRIORITY, classid=1, direct_action=True)
             except Exception as exc:
                 raise _netlink_error(exc, ifindex, f"adding the {direction} filter") from exc
         self.attached[ifindex] = tuple(directions)
+
+    def _refuse_replacing(self, ifindex: int, direction: str) -> None:
+        """Our priority and handle hold one filter: replacing it must never remove a
+        foreign filter or a live peer's (one of a gone instance is fair game)."""
+        for m in self._filters(ifindex, direction):
+            if m["handle"] != TC_HANDLE or (m["info"] >> 16) != TC_PRIORITY:
+                continue
+            name = self._sitevis_name(m)
+            if name is None:
+                raise KernelError(f"a foreign TC filter on ifindex {ifindex} {direction} "
+                                  f"uses our priority {TC_PRIORITY} and handle {TC_HANDLE:#x}")
+            prog = prog_id_in(name)
+            peer = instances.claims().get(prog) if prog not in self.own_ids else None
+            if peer is not None:
+                raise ClaimedByPeerError(f"ifindex {ifindex} {direction} carries the filter "
+                                         f"of {peer.describe()}")
 
     def _delete(self, ifindex: int, direction: str) -> bool:
         try:
@@ -132,9 +163,8 @@ class TcHooks(HookSet):
 
     def detach(self, ifindex: int) -> None:
         """Remove our filters; remove clsact only if we created it and it is now empty."""
-        for direction in (INGRESS, EGRESS):
-            if any(self._is_ours(m) for m in self._filters(ifindex, direction)):
-                self._delete(ifindex, direction)
+        for direction in self.own_directions(ifindex):
+            self._delete(ifindex, direction)
         self.attached.pop(ifindex, None)
         if ifindex in self._created_qdisc:
             self._created_qdisc.discard(ifindex)
@@ -143,16 +173,6 @@ class TcHooks(HookSet):
             if not left:
                 with suppress(Exception):  # interface gone: its qdisc went with it
                     self._ipr.tc("del", "clsact", ifindex)
-
-    def remove_stale(self, ifindex: int) -> int:
-        """Delete filters of ours left by an earlier run (e.g. SIGKILLed); return how many."""
-        removed = 0
-        for direction in (INGRESS, EGRESS):
-            if ifindex in self.attached and direction in self.attached[ifindex]:
-                continue  # ours from this run
-            if any(self._is_ours(m) for m in self._filters(ifindex, direction)):
-                removed += self._delete(ifindex, direction)
-        return removed
 
     def close(self) -> None:
         self._ipr.close()

@@ -1,7 +1,7 @@
 """Attach the XDP variant of the program to interfaces (ingress only).
 
-An interface holds one XDP program: we never replace a foreign one, and only ever
-remove a program whose name says it is ours.
+An interface holds one XDP program: we never replace a foreign one or a live sitevis
+peer's, and only ever remove a sitevis program whose instance is gone.
 """
 
 from __future__ import annotations
@@ -10,9 +10,12 @@ import errno
 import os
 from contextlib import suppress
 
+from sitevis_collector import instances
 from sitevis_collector.bpfsys import prog_fd_by_id, prog_name
-from sitevis_collector.hookset import HookSet
+from sitevis_collector.hookset import Found, HookSet
 from sitevis_collector.kernel import (
+    FLOW_PROGRAM_NAMES,
+    ClaimedByPeerError,
     FlowProgram,
     InterfaceGoneError,
     KernelError,
@@ -21,8 +24,6 @@ from sitevis_collector.kernel import (
 )
 from sitevis_collector.records import INGRESS
 from sitevis_collector.xdp_link import XDP_FLAGS_REPLACE, XDP_FLAGS_UPDATE_IF_NOEXIST, XdpSetter
-
-NAME_PREFIX = "sitevis"
 
 
 class ForeignProgramError(KernelError):
@@ -33,9 +34,9 @@ class XdpHooks(HookSet):
     """Our XDP program on interfaces of one network namespace (None = current)."""
 
     def __init__(self, program: FlowProgram, netns: str | None = None) -> None:
-        super().__init__()
         if program.hook != "xdp":
             raise KernelError("XdpHooks needs a program compiled for the xdp hook")
+        super().__init__(program.prog_ids)
         from pyroute2 import IPRoute, NetNS
 
         self.program = program
@@ -79,41 +80,40 @@ class XdpHooks(HookSet):
             if expected_fd is not None:
                 os.close(expected_fd)
 
-    def _ours(self, prog_id: int) -> bool:
-        return bool(prog_id) and (prog_name(prog_id) or "").startswith(NAME_PREFIX)
+    @staticmethod
+    def _sitevis(prog_id: int) -> bool:
+        return bool(prog_id) and prog_name(prog_id) in FLOW_PROGRAM_NAMES
 
-    def our_filters(self, ifindex: int) -> list[str]:
-        """[ingress] when a program of ours is attached, else []."""
-        return [INGRESS] if self._ours(self.attached_prog_id(ifindex)) else []
+    def found(self, ifindex: int) -> list[Found]:
+        current = self.attached_prog_id(ifindex)
+        return [Found(INGRESS, current)] if self._sitevis(current) else []
+
+    def _remove(self, ifindex: int, found: Found) -> bool:
+        try:
+            self._set(ifindex, -1, "removing a stale XDP program", found.prog_id)
+        except ForeignProgramError:  # replaced meanwhile: not the one we meant
+            return False
+        return True
 
     def attach(self, ifindex: int, directions: tuple[str, ...] = (INGRESS,)) -> None:
         current = self.attached_prog_id(ifindex)
-        if current and not self._ours(current):
+        if current and not self._sitevis(current):
             name = prog_name(current) or current
             raise ForeignProgramError(f"interface {ifindex} already has a foreign XDP "
                                       f"program ({name}); not replacing it")
+        peer = instances.claims().get(current) if current not in self.own_ids else None
+        if current and peer is not None:
+            raise ClaimedByPeerError(f"interface {ifindex} carries the XDP program of "
+                                     f"{peer.describe()}")
         self._set(ifindex, self.program.function_fd(INGRESS), "attaching XDP", current)
         self.attached[ifindex] = (INGRESS,)
 
     def detach(self, ifindex: int) -> None:
         self.attached.pop(ifindex, None)
         current = self.attached_prog_id(ifindex)
-        if self._ours(current):
+        if current in self.own_ids:
             with suppress(ForeignProgramError):  # replaced by someone else: theirs now
                 self._set(ifindex, -1, "detaching XDP", current)
-
-    def remove_stale(self, ifindex: int) -> int:
-        """Remove an XDP program of ours left by an earlier run; return how many (0/1)."""
-        if ifindex in self.attached:
-            return 0
-        current = self.attached_prog_id(ifindex)
-        if not self._ours(current):
-            return 0
-        try:
-            self._set(ifindex, -1, "removing a stale XDP program", current)
-        except ForeignProgramError:
-            return 0
-        return 1
 
     def close(self) -> None:
         self._setter.close()

@@ -46,7 +46,10 @@ def test_grafana_user_reads_but_cannot_write(host):
 def test_our_bpf_programs_are_on_the_box_interfaces(host):
     # Docker shares this machine's kernel (>= 6.6): tc_attach auto takes tcx links.
     out = host.check_output(f"{COLLECTOR} hooks --interface eth0")
-    assert out.splitlines() == ["eth0\tingress\ttcx", "eth0\tegress\ttcx"]
+    lines = [line.split("\t") for line in out.splitlines()]
+    assert [line[:3] for line in lines] == [["eth0", "ingress", "tcx"], ["eth0", "egress", "tcx"]]
+    # The fourth column names the running collector that holds them.
+    assert all(line[3].startswith("pid ") for line in lines), out
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """A collector stand-in that attaches our program in a netns and waits to be killed.
 
-args: netns ifindex hook(tc|xdp) [tc_attach(auto|tcx|clsact)]
+args: netns ifindex hook(tc|xdp) [tc_attach(auto|tcx|clsact)] [registered]
+With "registered" it registers as a running collector does (instances.py).
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 
+from sitevis_collector import instances
 from sitevis_collector.kernel import FlowProgram, KernelSettings, hooks_for
 
 
@@ -15,6 +17,8 @@ def main() -> None:
     netns, ifindex, hook = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     tc_attach = sys.argv[4] if len(sys.argv) > 4 else "auto"
     program = FlowProgram(KernelSettings(hook=hook, table_size=64))
+    if sys.argv[5:] == ["registered"]:
+        instances.register("kernel_child", ("*",), (), program.prog_ids)
     hooks = hooks_for(program, netns, tc_attach)
     hooks.attach(ifindex, program.directions)
     print("attached", flush=True)

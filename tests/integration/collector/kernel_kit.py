@@ -136,13 +136,16 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 @contextmanager
-def attached_child(host: Host, idx: int, hook: str,
-                   tc_attach: str = "auto") -> Iterator[subprocess.Popen]:
+def attached_child(host: Host, idx: int, hook: str, tc_attach: str = "auto",
+                   registered: bool = False) -> Iterator[subprocess.Popen]:
     """Another process (a collector stand-in, kernel_child.py) with our program attached
-    to the interface until the block ends; then it dies by SIGKILL."""
+    to the interface until the block ends; then it dies by SIGKILL. registered: it
+    registers as a running collector does, else it is like an unregistered (older)
+    one."""
     child = subprocess.Popen(
         [sys.executable, str(Path(__file__).with_name("kernel_child.py")), host.netns,
-         str(idx), hook, tc_attach], stdout=subprocess.PIPE, text=True,
+         str(idx), hook, tc_attach, *(["registered"] if registered else [])],
+        stdout=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "attached"

@@ -233,8 +233,9 @@ def test_filters_deleted_by_someone_else_are_restored(
         for hook in ("ingress", "egress"):
             subprocess.run(["tc", "filter", "del", "dev", host_link.ifname, hook],
                            check=True)
-    else:  # someone's cleanup detaches links it does not hold
-        out = subprocess.run([str(COLLECTOR), "cleanup", "--interface", host_link.ifname],
+    else:  # someone's forced cleanup detaches links it does not hold
+        out = subprocess.run([str(COLLECTOR), "cleanup", "--force", "--interface",
+                              host_link.ifname],
                              capture_output=True, text=True, timeout=60)
         assert "removed 2" in out.stdout, out.stderr
     assert our_filters(host_link.ifname) == []
@@ -270,7 +271,7 @@ def test_xdp_mode_is_listed_and_an_xdp_program_removed_by_someone_else_is_restor
     listed = subprocess.run([str(COLLECTOR), "hooks", "--interface", host_link.ifname,
                              "--expect"], capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.splitlines() == [f"{host_link.ifname}\tingress\txdp"]
+    assert listed.stdout.splitlines() == [f"{host_link.ifname}\tingress\txdp\tpid {proc.pid}"]
 
     subprocess.run(["ip", "link", "set", "dev", host_link.ifname, "xdp", "off"], check=True)
     assert _xdp_id(host_link.ifname) is None

@@ -119,9 +119,9 @@ def test_a_link_detached_by_someone_else_is_put_back(quiet_pair: HostPair):
     with observed(right) as ours:
         (_, link), = _chain(right, INGRESS)
         assert bpfsys.link_detach_by_id(link) == 0  # e.g. `bpftool link detach`
-        assert ours.hooks.our_filters(idx) == [EGRESS]
+        assert ours.hooks.own_directions(idx) == [EGRESS]
         ours.hooks.attach(idx, (INGRESS, EGRESS))
-        assert ours.hooks.our_filters(idx) == [INGRESS, EGRESS]
+        assert ours.hooks.own_directions(idx) == [INGRESS, EGRESS]
         (_, egress_link), = _chain(right, EGRESS)
         ours.hooks.attach(idx, (INGRESS, EGRESS))  # attached already: kept as it is
         assert _chain(right, EGRESS) == [(_chain(right, EGRESS)[0][0], egress_link)]
@@ -138,11 +138,17 @@ def _cli(host: Host, *args: str) -> subprocess.CompletedProcess[str]:
 def test_hooks_and_cleanup_commands_see_and_remove_links(quiet_pair: HostPair):
     right = quiet_pair.right
     idx = ifindex(right)
-    with attached_child(right, idx, "tc", "tcx"):
+    with attached_child(right, idx, "tc", "tcx", registered=True) as peer:
         listed = _cli(right, "hooks", "--expect")
         assert listed.returncode == 0, listed.stderr
-        assert listed.stdout.splitlines() == ["veth0\tingress\ttcx", "veth0\tegress\ttcx"]
-        cleaned = _cli(right, "cleanup")
+        assert listed.stdout.splitlines() == [f"veth0\tingress\ttcx\tpid {peer.pid}",
+                                              f"veth0\tegress\ttcx\tpid {peer.pid}"]
+        kept = _cli(right, "cleanup")  # a running collector's links stay
+        assert kept.returncode == 0, kept.stderr
+        assert f"veth0: left the programs of the running collector pid {peer.pid}" in \
+            kept.stdout
+        assert len(_chain(right, INGRESS)) == 1
+        cleaned = _cli(right, "cleanup", "--force")
         assert cleaned.returncode == 0, cleaned.stderr
         assert "veth0: removed 2" in cleaned.stdout
         assert _cli(right, "hooks", "--expect").returncode == 1
