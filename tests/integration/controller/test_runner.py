@@ -205,3 +205,51 @@ def test_sitevis_rollout_exits_nonzero_for_a_failing_host(tmp_path: Path, runner
     proc = sitevis("rollout", "-i", str(inventory), "--json")
     assert proc.returncode == 2
     assert json.loads(proc.stdout)["hosts"]["ghost"]["status"] == "unreachable"
+
+
+PING = "    - name: Ping\n      ansible.builtin.ping:\n"
+
+
+def test_a_missing_inventory_is_one_line_and_writes_nothing(runner_dir: Path):
+    # ansible-runner would store the typo as inventory content in <runner>/inventory/hosts,
+    # which every later run without -i would then use.
+    proc = sitevis("rollout", "-i", "/nonexistent/inventory")
+    assert proc.returncode == 2
+    assert proc.stderr == ("sitevis rollout: inventory /nonexistent/inventory: "
+                           "no such file or directory\n")
+    assert not runner_dir.exists()
+
+
+def test_a_leftover_runner_inventory_is_never_used(tmp_path: Path, runner_dir: Path):
+    (runner_dir / "inventory").mkdir(parents=True)
+    (runner_dir / "inventory" / "hosts").write_text(
+        "/nonexistent/inventory\nghost ansible_host=127.0.0.1 ansible_connection=local\n")
+    playbook = write(tmp_path, "ping.yml", play(PING))
+    result = run_playbook(REPO, str(playbook))       # ansible.cfg's inventory: inventory/local
+    assert result.succeeded
+    assert set(result.hosts) == {"localhost"}
+    assert result.inventory == str(REPO / "inventory" / "local")
+    assert not (runner_dir / "inventory").exists()
+    command = json.loads((Path(result.artifact_dir) / "command").read_text())["command"]
+    assert command[command.index("-i") + 1] == str(REPO / "inventory" / "local")
+
+
+def test_a_limit_that_matches_no_host_fails_in_one_line(runner_dir: Path):
+    local = REPO / "inventory" / "local"
+    for command in ("rollout", "verify"):
+        proc = sitevis(command, "-i", str(local), "--limit", "nosuchhost", "--json")
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr == (f"sitevis {command}: no host matched (inventory {local}, "
+                               "--limit nosuchhost): nothing ran\n")
+        result = json.loads(proc.stdout)
+        assert (result["no_host_matched"], result["succeeded"], result["hosts"]) == (
+            True, False, {})
+
+
+def test_a_play_whose_hosts_match_nothing_is_no_success(tmp_path: Path, runner_dir: Path):
+    # ansible-playbook itself exits 0 here ("skipping: no hosts matched").
+    playbook = write(tmp_path, "nobody.yml", play(PING, hosts="nosuchgroup"))
+    result = run_playbook(REPO, str(playbook), inventory=str(write(tmp_path, "hosts", LOCAL)))
+    assert result.rc == 0
+    assert result.no_host_matched and not result.succeeded
+    assert result.no_host_message().startswith("no host matched (inventory ")
