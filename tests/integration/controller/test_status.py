@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,8 +23,8 @@ from tests.integration.collector.collector_proc import (
     wait_attached,
     write_config,
 )
+from tests.integration.controller.sitevis_cli import sitevis
 
-REPO = Path(__file__).parents[3]
 SENT = {"box-a": 600, "box-b": 200}
 
 
@@ -76,12 +75,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         for link in links.values():
             destroy_link(link)
         influx.cleanup()
-
-
-def sitevis(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(REPO / ".venv" / "bin" / "sitevis"), *args],
-                          capture_output=True, text=True, timeout=120,
-                          env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
 
 
 def test_status_lists_every_box_with_full_coverage(site: Site):

@@ -1,0 +1,14 @@
+"""Run the installed `sitevis` command as a user would, with a wide fixed-width table."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).parents[3]
+
+
+def sitevis(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(REPO / ".venv" / "bin" / "sitevis"), *args],
+                          capture_output=True, text=True, timeout=120,
+                          env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
