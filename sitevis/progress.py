@@ -65,6 +65,4 @@ def print_summary(console: Console, result: RunResult, seconds: float) -> None:
     for host in sorted(result.hosts.values(), key=lambda h: h.name):
         for message in host.messages:
             console.print(f"[red]{host.name}[/]: {message}", highlight=False)
-    if not result.hosts:
-        console.print("[red]no host ran[/]: check the inventory and --limit")
     console.print(f"artifacts: {result.artifact_dir}", highlight=False)
