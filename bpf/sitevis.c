@@ -34,8 +34,8 @@
 #define TOTALS_ENTRIES 4096
 #endif
 // Interfaces with ifindex < TOTALS_SLOTS / 2 count their totals in a per-CPU array
-// slot (ifindex * 2 + dir), the others in the totals hash. Not a loader setting: the
-// drain reads the array's size from the map.
+// slot (epoch * TOTALS_SLOTS + ifindex * 2 + dir), the others in the totals hash. Not
+// a loader setting: the drain reads the array's size from the map.
 #define TOTALS_SLOTS 1024
 #ifndef SAMPLE_N
 #define SAMPLE_N 0
@@ -65,7 +65,7 @@
 #define ETH_P_IP_ 0x0800
 #define ETH_P_IPV6_ 0x86DD
 
-// Indices into the per-CPU counter array (mirrored in Python, bpf_program.py).
+// Indices into the per-CPU counter array (mirrored in Python, kernel.py).
 #define CNT_OVERFLOW 0       // packets that found the flow table full
 #define CNT_RINGBUF_LOST 1   // samples dropped because the ring buffer was full
 #define CNT_RATE_LIMITED 2   // samples dropped by the in-kernel rate limit
@@ -103,20 +103,21 @@ struct flow_val {
     u64 tcp_flags;  // u64 so the shared table can OR it with one atomic op
 };
 
-// Overflow bucket: (interface, direction, protocol) only.
+// Overflow bucket: (interface, direction, protocol, ethertype) of one epoch.
 struct ovf_key {
     u32 ifindex;
     u8 dir;
     u8 l3;
     u8 ipproto;
-    u8 pad;
+    u8 epoch;
     u16 ethertype;
     u16 pad2;
 };
 
 struct total_key {
     u32 ifindex;
-    u32 dir;
+    u16 dir;
+    u16 epoch;
 };
 
 struct counts {
@@ -139,9 +140,12 @@ struct bucket {
     u64 rng;        // xorshift64 state, 0 = not seeded yet
 };
 
-// Two flow tables swapped by userspace through a one-slot map-in-map: updating
-// the outer map waits for every running program (synchronize_rcu), so after the
-// swap nobody writes the old table and it can be drained and emptied exactly.
+// Epochs: each packet reads the current epoch (0/1) once and counts into that epoch's
+// flow table, totals and overflow buckets, so the three always describe the same
+// packets. Userspace flips the epoch, then rewrites a slot of the map-in-map, which
+// waits for every running program (synchronize_rcu): after that nobody writes the old
+// epoch, and its flows, totals and buckets are read and emptied together, exactly,
+// so flow rows add up to the interface totals of every interval.
 #if PERCPU_FLOWS
 BPF_TABLE("percpu_hash", struct flow_key, struct flow_val, flows_a, FLOW_ENTRIES);
 BPF_TABLE("percpu_hash", struct flow_key, struct flow_val, flows_b, FLOW_ENTRIES);
@@ -149,13 +153,14 @@ BPF_TABLE("percpu_hash", struct flow_key, struct flow_val, flows_b, FLOW_ENTRIES
 BPF_TABLE("hash", struct flow_key, struct flow_val, flows_a, FLOW_ENTRIES);
 BPF_TABLE("hash", struct flow_key, struct flow_val, flows_b, FLOW_ENTRIES);
 #endif
-BPF_ARRAY_OF_MAPS(active_flows, "flows_a", 1);
+BPF_ARRAY_OF_MAPS(active_flows, "flows_a", 2);  // [epoch] -> flows_a / flows_b
+BPF_ARRAY(current_epoch, u32, 1);
 
-// Cumulative tables: never deleted while attached; userspace reports deltas, so
-// there is no read-then-reset window in which a packet could be lost.
-BPF_PERCPU_ARRAY(totals_slots, struct counts, TOTALS_SLOTS);
+// Per epoch: emptied by userspace once the epoch is no longer current.
+BPF_PERCPU_ARRAY(totals_slots, struct counts, 2 * TOTALS_SLOTS);
 BPF_PERCPU_HASH(totals, struct total_key, struct counts, TOTALS_ENTRIES);
 BPF_PERCPU_HASH(overflow, struct ovf_key, struct counts, OVERFLOW_ENTRIES);
+// Cumulative: userspace reports the differences between readings.
 BPF_PERCPU_ARRAY(counters, u64, CNT_MAX);
 BPF_PERCPU_ARRAY(sample_bucket, struct bucket, 1);
 BPF_RINGBUF_OUTPUT(samples, RINGBUF_PAGES);
@@ -418,7 +423,7 @@ static __always_inline void add_total(struct total_key *tk, struct meta *m)
     // packet. A box's own interfaces have small ifindexes; large ones (e.g. veths
     // after much container churn) take the hash.
     if (tk->ifindex < TOTALS_SLOTS / 2) {
-        u32 slot = tk->ifindex * 2 + tk->dir;
+        u32 slot = tk->epoch * TOTALS_SLOTS + tk->ifindex * 2 + tk->dir;
         bump(totals_slots.lookup(&slot), m);
         return;
     }
@@ -444,10 +449,10 @@ static __always_inline void add_overflow(struct ovf_key *ok, struct meta *m)
     bump(c, m);
 }
 
-static __always_inline void add_flow(struct flow_key *k, struct meta *m)
+static __always_inline void add_flow(struct flow_key *k, struct meta *m, u32 e)
 {
-    int zero = 0;
-    void *flows = active_flows.lookup(&zero);
+    int slot = e;
+    void *flows = active_flows.lookup(&slot);
     if (flows) {
         struct flow_val *v = bpf_map_lookup_elem(flows, k);
         if (!v) {
@@ -487,6 +492,7 @@ static __always_inline void add_flow(struct flow_key *k, struct meta *m)
     ok.l3 = k->l3;
     ok.ipproto = k->ipproto;
     ok.ethertype = k->ethertype;
+    ok.epoch = e;
     add_overflow(&ok, m);
 }
 
@@ -545,9 +551,13 @@ static __always_inline void observe(CTX *ctx, struct flow_key *k, struct meta *m
     if (m->truncated)
         count_add(CNT_TRUNCATED, 1);
 
-    struct total_key tk = {.ifindex = k->ifindex, .dir = k->dir};
+    // One read of the epoch per packet: its totals and its flow go to the same one.
+    int zero = 0;
+    u32 *now_epoch = current_epoch.lookup(&zero);
+    u32 e = now_epoch ? *now_epoch & 1 : 0;
+    struct total_key tk = {.ifindex = k->ifindex, .dir = k->dir, .epoch = e};
     add_total(&tk, m);
-    add_flow(k, m);
+    add_flow(k, m, e);
     maybe_sample(k, m);
 }
 

@@ -123,7 +123,6 @@ class Agent:
         with self._hooks_lock, contextlib.suppress(InterfaceGoneError):
             self.hooks.detach(ifindex)
         with self._lock:
-            self.drainer.forget(ifindex)
             self._kernel_prev.pop(ifindex, None)
             self._gone.add(ifindex)
         log.info("detached from %s (ifindex %d)", ifname, ifindex)

@@ -1,14 +1,13 @@
 """Read everything the kernel gathered since the last interval into a DrainResult.
 
-Exactness across intervals (no packet lost or counted twice between read and delete):
-- Flows: the program writes into one of two tables, chosen through a one-slot
-  map-in-map. drain() points it at the other (empty) table first; that update waits
-  for every running program (synchronize_rcu), so the old table has no writer left
-  and can be read and emptied with batch lookup-and-delete at leisure.
-- Totals, overflow buckets and counters are cumulative in the kernel and never
-  reset while attached: drain() reports the difference to the previous reading.
-  A reset would race with the program (a packet added between read and reset is
-  lost); a difference cannot.
+Exactness (no packet lost or counted twice, and flows = totals in every interval):
+- The program counts each packet into the flow table, totals and overflow buckets of
+  the current epoch (0/1, read once per packet). drain() makes the other epoch
+  current first; FlowProgram.swap_epoch waits for every running program
+  (synchronize_rcu), so the old epoch has no writer left, and its flows, totals and
+  buckets are read and emptied together at leisure: the same packets, exactly.
+- Counters (overflow events, ring buffer losses, ...) are cumulative in the kernel:
+  drain() reports the difference to the previous reading.
 """
 
 from __future__ import annotations
@@ -219,9 +218,9 @@ def _add_counters(flows: dict[FlowKey, FlowCounters], fk: FlowKey, packets: int,
         _merge_into(c, packets, size, flags, first, last)
 
 
-def _slot_totals(slots, key_type) -> dict:
-    """Cumulative totals from the per-CPU array (slot = ifindex * 2 + dir), keyed like
-    the totals hash: the program counts an interface in one or the other."""
+def _take_slot_totals(slots, epoch: int) -> Iterator[tuple[int, int, int, int]]:
+    """(ifindex, dir, packets, bytes) of one epoch's half of the per-CPU totals array
+    (slot = epoch * half + ifindex * 2 + dir), each slot emptied once read."""
     n = len(slots)
     keys, values, count = (slots.Key * n)(), (slots.Leaf * n)(), ct.c_uint32(n)
     token = ct.c_uint32(0)
@@ -233,13 +232,23 @@ def _slot_totals(slots, key_type) -> dict:
         raw = bytes(values)
     words = array.array("Q", raw)  # per slot: (packets, bytes) for every possible CPU
     stride = len(words) // n
-    out = {}
-    for i in range(n):
+    half = n // 2
+    for i in range(epoch * half, (epoch + 1) * half):
         packets = sum(words[i * stride:(i + 1) * stride:2])
         if packets:
-            key = key_type(i // 2, i % 2)
-            out[bytes(key)] = (key, packets, sum(words[i * stride + 1:(i + 1) * stride:2]))
-    return out
+            slots.clearitem(ct.c_int(i))  # nobody writes this epoch any more
+            slot = i - epoch * half
+            yield slot // 2, slot % 2, packets, sum(words[i * stride + 1:(i + 1) * stride:2])
+
+
+def _take_epoch(table, epoch: int) -> Iterator[tuple]:
+    """(key, packets, bytes) of one epoch's entries of a per-CPU hash, each deleted
+    once read (the other epoch's entries, being written now, stay)."""
+    for key, value in list(table.items()):
+        if key.epoch == epoch:
+            with contextlib.suppress(KeyError):
+                del table[key]
+            yield key, sum(v.packets for v in value), sum(v.bytes for v in value)
 
 
 class Drainer:
@@ -248,10 +257,7 @@ class Drainer:
     def __init__(self, program: FlowProgram) -> None:
         self.program = program
         self.sample_rate = program.settings.sample_rate
-        self._prev_totals: dict[tuple[int, int], tuple[int, int]] = {}
-        self._prev_overflow: dict[tuple, tuple[int, int]] = {}
         self._prev_counters: list[int] = []
-        self._forget: set[int] = set()
         self._raw_samples: list[bytes] = []
         self._ring: RingBuffer | None = None
         if self.sample_rate and program.ringbuf_fd is not None:
@@ -263,25 +269,20 @@ class Drainer:
             self._ring.close()
             self._ring = None
 
-    def forget(self, ifindex: int) -> None:
-        """Drop an interface's cumulative entries after the next drain (call after detach)."""
-        self._forget.add(ifindex)
-
     def drain(self, ifnames: Mapping[int, str]) -> DrainResult:
         """Everything since the previous call; ifnames maps ifindex -> name."""
         name: Callable[[int], str] = lambda idx: ifnames.get(idx) or f"ifindex:{idx}"  # noqa: E731
         to_wall = time.time_ns() - time.monotonic_ns()  # bpf_ktime_get_ns is CLOCK_MONOTONIC
         result = DrainResult()
-        self._drain_flows(result, name, to_wall)
-        self._drain_totals(result, name)
-        self._drain_overflow(result, name)
+        epoch, table = self.program.swap_epoch()
+        self._drain_flows(result, name, to_wall, table)
+        self._drain_totals(result, name, epoch)
+        self._drain_overflow(result, name, epoch)
         self._drain_counters(result)
         self._drain_samples(result, name, to_wall)
-        self._apply_forget()
         return result
 
-    def _drain_flows(self, result: DrainResult, name, to_wall: int) -> None:
-        table = self.program.swap_flows()
+    def _drain_flows(self, result: DrainResult, name, to_wall: int, table) -> None:
         key_layout = _struct_layout(table.Key, _KEY_FIELDS)
         percpu = issubclass(table.Leaf, ct.Array)
         value_type = table.Leaf._type_ if percpu else table.Leaf
@@ -364,44 +365,17 @@ class Drainer:
             else:
                 _merge_into(c, packets, size, flags, first + to_wall, last + to_wall)
 
-    @staticmethod
-    def _cumulative(table) -> dict:
-        out = {}
-        for key, value in table.items():
-            out[bytes(key)] = (key, sum(v.packets for v in value), sum(v.bytes for v in value))
-        return out
-
-    @staticmethod
-    def _delta(now: dict, prev: dict) -> Iterator[tuple]:
-        for raw, (key, packets, size) in now.items():
-            old_packets, old_bytes = prev.get(raw, (0, 0))
-            prev[raw] = (packets, size)
-            if packets != old_packets or size != old_bytes:
-                yield key, packets - old_packets, size - old_bytes
-
-    def _slots(self):
-        """The per-CPU totals array; None for a program from before it (an installed
-        bpf/ older than this drain counts every interface in the totals hash)."""
-        try:
-            return self.program.maps["totals_slots"]
-        except KeyError:
-            return None
-
-    def _drain_totals(self, result: DrainResult, name) -> None:
-        totals = self.program.maps["totals"]
-        now = self._cumulative(totals)
-        slots = self._slots()
-        if slots is not None:
-            now.update(_slot_totals(slots, totals.Key))
-        for key, packets, size in self._delta(now, self._prev_totals):
-            k = (name(key.ifindex), DIRECTIONS[key.dir])
-            c = result.totals.setdefault(k, FlowCounters())
+    def _drain_totals(self, result: DrainResult, name, epoch: int) -> None:
+        totals = ((key.ifindex, key.dir, packets, size) for key, packets, size
+                  in _take_epoch(self.program.maps["totals"], epoch))
+        slots = _take_slot_totals(self.program.maps["totals_slots"], epoch)
+        for ifindex, d, packets, size in (*totals, *slots):
+            c = result.totals.setdefault((name(ifindex), DIRECTIONS[d]), FlowCounters())
             c.packets += packets
             c.bytes += size
 
-    def _drain_overflow(self, result: DrainResult, name) -> None:
-        now = self._cumulative(self.program.maps["overflow"])
-        for key, packets, size in self._delta(now, self._prev_overflow):
+    def _drain_overflow(self, result: DrainResult, name, epoch: int) -> None:
+        for key, packets, size in _take_epoch(self.program.maps["overflow"], epoch):
             k = (name(key.ifindex), DIRECTIONS[key.dir], proto_name(key.l3, key.ipproto),
                  key.ethertype)
             c = result.overflow.setdefault(k, FlowCounters())
@@ -436,21 +410,3 @@ class Drainer:
                 length=s.length, ttl=s.ttl, tcp_flags=s.tcp_flags,
                 sample_rate=self.sample_rate, timestamp_ns=s.ts_ns + to_wall,
             ))
-
-    def _apply_forget(self) -> None:
-        if not self._forget:
-            return
-        for table, prev in ((self.program.maps["totals"], self._prev_totals),
-                            (self.program.maps["overflow"], self._prev_overflow)):
-            for key in list(table.keys()):
-                if key.ifindex in self._forget:
-                    prev.pop(bytes(key), None)
-                    with contextlib.suppress(KeyError):
-                        del table[key]
-        slots, key_type = self._slots(), self.program.maps["totals"].Key
-        for ifindex in self._forget:
-            for direction in (0, 1):
-                if slots is not None and ifindex * 2 + direction < len(slots):
-                    slots.clearitem(ct.c_int(ifindex * 2 + direction))
-                    self._prev_totals.pop(bytes(key_type(ifindex, direction)), None)
-        self._forget.clear()

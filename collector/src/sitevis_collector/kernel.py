@@ -191,8 +191,14 @@ class FlowProgram:
             self.close()
             raise CompileError(str(exc)) from exc
         self._tables = [self.maps["flows_a"], self.maps["flows_b"]]
-        self._active = 0
-        self._set_active(0)
+        try:
+            for index, table in enumerate(self._tables):
+                self.maps["active_flows"][ct.c_int(index)] = ct.c_int(table.map_fd)
+        except OSError as exc:
+            self.close()
+            raise UnsupportedError(f"setting up the flow tables failed: {exc.strerror}"
+                                   ) from exc
+        self.epoch = 0  # the one the program counts into (current_epoch)
 
     @property
     def hook(self) -> str:
@@ -215,24 +221,23 @@ class FlowProgram:
         """The kernel's ids of this program's entry points: what makes a hook ours."""
         return frozenset(bpfsys.obj_id(fd) for fd in self._fds.values())
 
-    def _set_active(self, index: int) -> None:
-        # Updating a map-in-map waits (synchronize_rcu) for every program that may
-        # still hold the previous inner map: after this returns, nobody writes it.
-        try:
-            self.maps["active_flows"][ct.c_int(0)] = ct.c_int(self._tables[index].map_fd)
-        except OSError as exc:
-            raise UnsupportedError(f"switching flow tables failed: {exc.strerror}") from exc
-        self._active = index
+    def swap_epoch(self) -> tuple[int, BpfMap]:
+        """Make the other epoch current; return the old one and its flow table.
 
-    def swap_flows(self) -> BpfMap:
-        """Point the program at the other (empty) flow table; return the old one.
-
-        The returned table is no longer written by any program and can be read
-        and emptied without losing or double-counting a packet.
+        After this returns no program writes the old epoch any more: its flow table,
+        totals and overflow buckets can be read and emptied without losing or
+        double-counting a packet.
         """
-        old = self._active
-        self._set_active(1 - old)
-        return self._tables[old]
+        old = self.epoch
+        try:
+            self.maps["current_epoch"][ct.c_int(0)] = ct.c_uint32(1 - old)
+            # Rewriting a map-in-map slot (with the same table) waits for every running
+            # program (synchronize_rcu): those that read the old epoch have finished.
+            self.maps["active_flows"][ct.c_int(old)] = ct.c_int(self._tables[old].map_fd)
+        except OSError as exc:
+            raise UnsupportedError(f"switching epochs failed: {exc.strerror}") from exc
+        self.epoch = 1 - old
+        return old, self._tables[old]
 
     def close(self) -> None:
         """Release maps and programs (attached hooks keep their own references)."""

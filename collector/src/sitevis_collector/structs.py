@@ -31,14 +31,14 @@ class OverflowKeyRaw(ct.Structure):
     """struct ovf_key (12 bytes)."""
 
     _fields_ = [("ifindex", ct.c_uint32), ("dir", ct.c_uint8), ("l3", ct.c_uint8),
-                ("ipproto", ct.c_uint8), ("pad", ct.c_uint8), ("ethertype", ct.c_uint16),
+                ("ipproto", ct.c_uint8), ("epoch", ct.c_uint8), ("ethertype", ct.c_uint16),
                 ("pad2", ct.c_uint16)]
 
 
 class TotalKeyRaw(ct.Structure):
     """struct total_key (8 bytes)."""
 
-    _fields_ = [("ifindex", ct.c_uint32), ("dir", ct.c_uint32)]
+    _fields_ = [("ifindex", ct.c_uint32), ("dir", ct.c_uint16), ("epoch", ct.c_uint16)]
 
 
 class CountsRaw(ct.Structure):
@@ -68,6 +68,7 @@ MAP_TYPES: dict[str, tuple[type, type]] = {
     "flows_a": (FlowKeyRaw, FlowValRaw),
     "flows_b": (FlowKeyRaw, FlowValRaw),
     "active_flows": (ct.c_int, ct.c_int),
+    "current_epoch": (ct.c_int, ct.c_uint32),
     "totals_slots": (ct.c_int, CountsRaw),
     "totals": (TotalKeyRaw, CountsRaw),
     "overflow": (OverflowKeyRaw, CountsRaw),

@@ -153,6 +153,14 @@ def test_nonlinear_trafgen_frames_get_their_own_keys_and_drains_lose_nothing(
     assert len(results) > 3  # drained during the traffic, not only after it
     assert sent_by_kernel == count
     for side, direction in ((0, EGRESS), (1, INGRESS)):
+        # Every single drain, taken while trafgen sends from two CPUs: its flows add up
+        # to its totals exactly (epochs), not only the sum over the run.
+        for pair in results:
+            got = pair[side]
+            rows = [*got.flows.values(), *got.overflow.values()]
+            assert (sum(c.packets for c in rows), sum(c.bytes for c in rows)) == \
+                (sum(c.packets for c in got.totals.values()),
+                 sum(c.bytes for c in got.totals.values()))
         merged: dict[FlowKey, list[int]] = {}
         total = [0, 0]
         for pair in results:

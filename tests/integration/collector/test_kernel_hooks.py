@@ -152,7 +152,10 @@ def test_xdp_stale_program_removed_after_sigkill(quiet_pair: HostPair):
     program.close()
 
 
-def test_forget_drops_a_detached_interfaces_cumulative_counters(quiet_pair: HostPair):
+def test_a_detached_interface_leaves_nothing_in_the_maps_after_its_last_drain(
+        quiet_pair: HostPair):
+    """Totals are emptied every drain (epochs): a box whose interfaces come and go for
+    months keeps no entry per interface ever seen."""
     right = quiet_pair.right
     idx = ifindex(right)
     program = FlowProgram(KernelSettings(table_size=64))
@@ -160,8 +163,7 @@ def test_forget_drops_a_detached_interfaces_cumulative_counters(quiet_pair: Host
         with observed(right, program=program) as ours:
             ours.drain()
             send_udp(quiet_pair.left, 5)
-        # Detached: the final packets are still reported once, then forgotten.
-        ours.drainer.forget(idx)
+        # Detached: the final packets are still reported once, then nothing is kept.
         last = ours.drain()
         assert last.totals[("veth0", INGRESS)].packets == 5
         assert [k for k in program.maps["totals"] if k.ifindex == idx] == []
