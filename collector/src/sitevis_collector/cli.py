@@ -53,9 +53,12 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
     finally:
         agent.close()
         delivered = writer.close(timeout=args.flush_timeout)
-        if not delivered:
-            log.warning("InfluxDB unreachable at exit: undelivered points wait in %s",
-                        cfg.spool.dir)
+        if delivered:
+            log.info("everything collected was delivered to %s", cfg.influxdb.url)
+        else:
+            log.warning("not delivered within %ss at exit (last error: %s): the points "
+                        "wait in %s for the next start", args.flush_timeout,
+                        writer.last_error or "none", cfg.spool.dir)
     return 0
 
 

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 OK, RETRY, REJECTED, LOST = "ok", "retry", "rejected", "lost"
 _DROPPED = re.compile(r"dropped=(\d+)")
+_HURRIED_BACKOFF = 0.25  # seconds between tries while a flush waits
 
 
 def split_batches(lines: Iterable[bytes], max_bytes: int) -> list[tuple[bytes, int]]:
@@ -86,6 +87,10 @@ class InfluxWriter:
         self._inflight: Batch | None = None
         self._cond = threading.Condition()
         self._stop = threading.Event()
+        # Set by flush(): cuts the sender's backoff short (it may sleep up to retry_max,
+        # longer than a flush may wait) so it tries again while the caller waits.
+        self._hurry = threading.Event()
+        self.last_error = ""  # why the latest failed send failed ("" after a success)
         self._closed = False
         self._failing = False            # a retryable failure since the last success
         self._counters = dict.fromkeys((
@@ -160,15 +165,19 @@ class InfluxWriter:
         returns the caller may exit without losing anything submitted.
         """
         deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._pending():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._thread.is_alive():
-                    break
-                self._cond.wait(remaining)
-            delivered = not self._pending()
-            self._spill()
-            return delivered
+        self._hurry.set()
+        try:
+            with self._cond:
+                while self._pending():
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or not self._thread.is_alive():
+                        break
+                    self._cond.wait(remaining)
+                delivered = not self._pending()
+                self._spill()
+                return delivered
+        finally:
+            self._hurry.clear()
 
     def close(self, timeout: float = 5.0) -> bool:
         """flush(timeout), then stop the sender. Returns whether everything was delivered."""
@@ -176,6 +185,7 @@ class InfluxWriter:
         with self._cond:
             self._closed = True
             self._stop.set()
+            self._hurry.set()
             self._cond.notify_all()
         self._thread.join(self._cfg.timeout + 1)
         if self._conn is not None and not self._thread.is_alive():
@@ -258,10 +268,18 @@ class InfluxWriter:
                 attempt = self._settle(batch, outcome, detail, attempt)
                 self._cond.notify_all()
             if outcome == RETRY:
-                self._stop.wait(self._backoff(attempt))
+                self._sleep(self._backoff(attempt))
+
+    def _sleep(self, seconds: float) -> None:
+        """Back off; a flush (or close) cuts it short to _HURRIED_BACKOFF, so the sender
+        keeps trying while the caller waits instead of sleeping past its deadline."""
+        end = time.monotonic() + seconds
+        if self._hurry.wait(seconds) and not self._stop.is_set():
+            self._stop.wait(min(max(0.0, end - time.monotonic()), _HURRIED_BACKOFF))
 
     def _settle(self, batch: Batch, outcome: str, detail: str, attempt: int) -> int:
         """Book one send's outcome (under the lock); returns the next retry attempt."""
+        self.last_error = detail if outcome in (RETRY, LOST) else ""
         if outcome == RETRY:
             self._counters["retries"] += 1
             if not self._failing:

@@ -410,3 +410,22 @@ def test_unusable_spool_directory_is_one_clear_error(make_writer, tmp_path: Path
     with pytest.raises(SpoolUnusable) as info:
         make_writer("http://127.0.0.1:1", spool_dir=blocker / "spool")
     assert str(info.value) == f"spool directory {str(blocker / 'spool')!r}: Not a directory"
+
+
+def test_a_flush_during_a_long_backoff_tries_again_before_its_deadline(
+        influxdb: InfluxServer, make_writer):
+    """SIGTERM while the sender sleeps in a 20-40 s backoff: the flush wakes it, and the
+    server that came back meanwhile gets everything within the flush's deadline."""
+    influxdb.query(f"CREATE DATABASE {DB}")
+    influxdb.stop()
+    writer = make_writer(influxdb.url, retry_initial=40, retry_max=60)
+    writer.submit(interval_points(0, 50))
+    wait_for(lambda: writer.counters()["retries"] >= 1)
+    assert "refused" in writer.last_error.lower() or writer.last_error
+    influxdb.start()
+    started = time.monotonic()
+    assert writer.close(timeout=5) is True
+    took = time.monotonic() - started
+    print(f"\nflush during a 20-40 s backoff delivered in {took:.2f} s")
+    assert count(influxdb) == 50
+    assert writer.counters()["spool_files"] == 0 and writer.last_error == ""
