@@ -1,9 +1,10 @@
 """Build the sitevis-collector wheel on the controller, reproducibly.
 
-Usage: build_wheel.py SOURCE_DIR OUT_DIR. Prints {"wheel": path}. The source is copied to
-a fresh directory first so stale build/ leftovers never end up in the wheel, and
-SOURCE_DATE_EPOCH pins file times: the same source gives the same bytes, so copying it to
-the boxes changes nothing when nothing changed.
+Usage: build_wheel.py SOURCE_DIR OUT_DIR ("~" expanded; OUT_DIR is made, outside the
+checkout: the role's collector_wheel_cache_dir). Prints {"wheel": path}. The source is
+copied to a fresh directory first so stale build/ leftovers never end up in the wheel,
+and SOURCE_DATE_EPOCH pins file times: the same source gives the same bytes, so copying
+it to the boxes changes nothing when nothing changed.
 """
 
 import json
@@ -18,7 +19,7 @@ IGNORE = shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", "*
 
 
 def main() -> int:
-    source, out = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
+    source, out = (Path(arg).expanduser().resolve() for arg in sys.argv[1:3])
     if not (source / "pyproject.toml").is_file():
         print(f"build_wheel: {source} has no pyproject.toml", file=sys.stderr)
         return 2
