@@ -27,6 +27,7 @@ OTHER = "other"
 OVERFLOW = "overflow"
 FRAGMENT = "fragment"
 EPHEMERAL = "ephemeral"
+UNTRACKED = "overflow/untracked"  # neither a flow nor an overflow bucket could take them
 
 
 class KernelDelta(NamedTuple):
@@ -136,11 +137,15 @@ def _flow_points(result: DrainResult, cfg: Config, end_ns: int,
                  groups: dict[tuple[str, str], dict[_RowKey, _Row]]) -> Iterator[Point]:
     site, box = cfg.site, cfg.box
     base = {"site": site, "box": box}
+    written: dict[tuple[str, str], list[int]] = {}  # (iface, dir) -> [packets, bytes]
     for ifname, direction in sorted(groups):
         rows = groups.pop((ifname, direction))  # freed once its points are out
+        sums = written.setdefault((ifname, direction), [0, 0])
         # Row order within a group does not matter to InfluxDB; not sorting saves time.
         for (proto, src, dst, service), (packets, nbytes, flows, flags) in \
                 _top_n(rows, cfg.top_n).items():
+            sums[0] += packets
+            sums[1] += nbytes
             yield Point(FLOW,
                         {"site": site, "box": box, "iface": ifname, "dir": direction,
                          "proto": proto, "src": src, "dst": dst, "service": service},
@@ -152,6 +157,9 @@ def _flow_points(result: DrainResult, cfg: Config, end_ns: int,
     # set (overflow_service keeps IPv4 and IPv6 apart), summed if two buckets share one.
     for (ifname, direction, proto, service), (packets, nbytes, flags) in \
             sorted(overflow_rows(result).items()):
+        sums = written.setdefault((ifname, direction), [0, 0])
+        sums[0] += packets
+        sums[1] += nbytes
         yield Point(
             FLOW,
             {**base, "iface": ifname, "dir": direction, "proto": proto,
@@ -159,6 +167,19 @@ def _flow_points(result: DrainResult, cfg: Config, end_ns: int,
             {"packets": packets, "bytes": nbytes, "flows": 0, "tcp_flags": flags},
             end_ns,
         )
+    # Packets that found the overflow table full too (e.g. a flood of random
+    # ethertypes): counted in the exact totals only, so their row is the difference.
+    for (ifname, direction), total in sorted(result.totals.items()):
+        packets, nbytes = written.get((ifname, direction), (0, 0))
+        if total.packets > packets:
+            yield Point(
+                FLOW,
+                {**base, "iface": ifname, "dir": direction, "proto": OTHER,
+                 "src": OVERFLOW, "dst": OVERFLOW, "service": UNTRACKED},
+                {"packets": total.packets - packets, "bytes": total.bytes - nbytes,
+                 "flows": 0, "tcp_flags": 0},
+                end_ns,
+            )
 
 
 # Address family of an overflow bucket, from its ethertype (all the bucket knows).

@@ -60,9 +60,15 @@ def quiet(pair: HostPair) -> None:
 
 def send_frames(host: Host, frames: list[tuple[bytes, int]]) -> None:
     """Send each frame `count` times from a raw AF_PACKET socket inside host's netns."""
+    send_raw(host.ifname, frames, host.netns)
+
+
+def send_raw(ifname: str, frames: list[tuple[bytes, int]], netns: str | None = None) -> None:
+    """Send each frame `count` times out of an interface (of netns; None: this one)."""
     payload = json.dumps([[f.hex(), n] for f, n in frames])
-    subprocess.run(["ip", "netns", "exec", host.netns, sys.executable, "-c", _RAW_SENDER,
-                    host.ifname], input=payload, text=True, check=True, timeout=60)
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    subprocess.run([*prefix, sys.executable, "-c", _RAW_SENDER, ifname], input=payload,
+                   text=True, check=True, timeout=120)
 
 
 def trafgen(host: Host, tmp: Path, count: int, *, src: str, dst: str, sport: int,

@@ -172,6 +172,21 @@ def test_overflow_rows_of_both_address_families_never_share_a_series_key():
     assert services == {"overflow/ipv4", "overflow/ipv6", "eth/0x88b5", "eth/0x0806"}
 
 
+def test_packets_no_table_could_take_are_one_untracked_row_so_flows_equal_totals():
+    result = DrainResult(flows={key(): fc(10, 1000)},
+                         overflow={("eth0", "egress", "eth", 0x1234): fc(5, 300)},
+                         totals={("eth0", "egress"): fc(18, 1500),
+                                 ("eth1", "ingress"): fc(2, 120)}, unaccounted=5)
+    rows = rows_of(flow_points(result, config(), END))
+    assert rows[("eth0", "egress", "other", "overflow", "overflow", "overflow/untracked")] \
+        == {"packets": 3, "bytes": 200, "flows": 0, "tcp_flags": 0}
+    assert rows[("eth1", "ingress", "other", "overflow", "overflow", "overflow/untracked")] \
+        == {"packets": 2, "bytes": 120, "flows": 0, "tcp_flags": 0}
+    # Nothing missing: no such row.
+    exact = DrainResult(flows={key(): fc(10, 1000)}, totals={("eth0", "egress"): fc(10, 1000)})
+    assert len(flow_points(exact, config(), END)) == 1
+
+
 def test_non_ip_frames_have_no_address_tags_on_the_wire():
     result = DrainResult(flows={key("eth", src="", dst="", sport=0, dport=0,
                                     ethertype=0x0806): fc(2, 120)})
