@@ -109,7 +109,7 @@ class Agent:
             removed = self.hooks.remove_stale(ifindex)
             if removed:
                 log.info("%s: removed %d stale filter(s) of an earlier run", ifname, removed)
-            baseline = read_counters().get(ifindex)
+            baseline = read_counters(indexes=[ifindex]).get(ifindex)
             self.hooks.attach(ifindex, self.cfg.directions)
         with self._lock:
             self._names[ifindex] = ifname
@@ -185,7 +185,7 @@ class Agent:
         return restored
 
     def _kernel_deltas(self) -> dict[tuple[str, str], tuple[int, int]]:
-        now = read_counters()
+        now = read_counters(indexes=list(self._names))
         deltas: dict[tuple[str, str], tuple[int, int]] = {}
         for ifindex, ifname in self._names.items():
             current, prev = now.get(ifindex), self._kernel_prev.get(ifindex)
@@ -252,5 +252,7 @@ def run_loop(agent: Agent, sink: Sink, stop: threading.Event,
             release_freed_heap()
         except KernelError as err:
             log.error("interval lost: %s", err)
+        except Exception:  # a surprise in one interval must not end the collector
+            log.exception("interval lost to an unexpected error")
         if stopping:
             return intervals

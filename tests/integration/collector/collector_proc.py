@@ -111,3 +111,42 @@ def flow_packets(influx: InfluxServer, link: HostLink) -> list[dict]:
         "SELECT SUM(packets) AS packets, SUM(bytes) AS bytes FROM flow "
         f"WHERE service = 'udp/{PORT}' AND dir = 'ingress' AND iface = '{link.ifname}' "
         f"AND src = '{link.peer.ip}' AND dst = '{link.ip}'", db="sitevis")
+
+
+STEADY_SENDER = """
+import socket, sys, time
+dst, port, rate = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sent, start = 0, time.monotonic()
+print("sending", flush=True)
+try:
+    while True:  # paced: `rate` packets a second, until SIGINT
+        due = int((time.monotonic() - start) * rate)
+        while sent < due:
+            s.sendto(b"x" * PAYLOAD_SIZE, (dst, port))
+            sent += 1
+        time.sleep(0.01)
+except KeyboardInterrupt:
+    print(sent, flush=True)
+""".replace("PAYLOAD_SIZE", str(PAYLOAD))
+
+
+class SteadyUdp:
+    """UDP from the link's peer to it at a steady rate, in the background, until
+    stopped; stop() returns how many packets were sent."""
+
+    def __init__(self, src: Host, dst_ip: str, rate: float = 200.0) -> None:
+        self._proc = src.popen("python3", "-c", STEADY_SENDER, dst_ip, str(PORT), str(rate),
+                               stdout=subprocess.PIPE, text=True)
+        assert self._proc.stdout is not None
+        assert self._proc.stdout.readline().strip() == "sending"
+
+    def stop(self) -> int:
+        self._proc.send_signal(signal.SIGINT)
+        out, _ = self._proc.communicate(timeout=30)
+        return int(out.strip())
+
+    def kill(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.communicate()
