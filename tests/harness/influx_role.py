@@ -27,7 +27,7 @@ PLAYBOOK = """
       ansible.builtin.include_role:
         name: influxdb
         tasks_from: "{{ tasks_file }}"
-      loop: [preflight.yml, secrets.yml, schema.yml]
+      loop: [preflight.yml, passwords.yml, schema.yml]
       loop_control:
         loop_var: tasks_file
 """
