@@ -133,9 +133,11 @@ except KeyboardInterrupt:
 
 class SteadyUdp:
     """UDP from the link's peer to it at a steady rate, in the background, until
-    stopped; stop() returns how many packets were sent."""
+    stopped; stop() returns how many packets were sent. As a context manager it is
+    killed at the end if still running."""
 
     def __init__(self, src: Host, dst_ip: str, rate: float = 200.0) -> None:
+        self.rate = rate
         self._proc = src.popen("python3", "-c", STEADY_SENDER, dst_ip, str(PORT), str(rate),
                                stdout=subprocess.PIPE, text=True)
         assert self._proc.stdout is not None
@@ -146,7 +148,10 @@ class SteadyUdp:
         out, _ = self._proc.communicate(timeout=30)
         return int(out.strip())
 
-    def kill(self) -> None:
+    def __enter__(self) -> SteadyUdp:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         if self._proc.poll() is None:
             self._proc.kill()
             self._proc.communicate()

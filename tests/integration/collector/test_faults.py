@@ -45,33 +45,28 @@ def test_influxdb_down_100_s_under_steady_traffic_loses_and_doubles_nothing(
     influxdb.query("CREATE DATABASE sitevis")
     spool = tmp_path / "spool"
     proc = start(write_config(tmp_path, host_link, influxdb.url))
-    sender: SteadyUdp | None = None
     try:
         wait_attached(host_link.ifname, proc)
-        sender = SteadyUdp(host_link.peer, host_link.ip, rate=200)
-        time.sleep(3)
-        influxdb.stop()
-        down = time.monotonic()
-        time.sleep(OUTAGE_SECONDS)
-        spooled = sum(f.stat().st_size for f in spool.glob("*.lp.gz"))
-        influxdb.start()
-        back = time.monotonic()
-        while list(spool.glob("*.lp.gz")):
-            assert time.monotonic() - back < 120, "the spool did not empty in 2 minutes"
-            time.sleep(0.1)
-        replay = time.monotonic() - back
-        time.sleep(2)
-        sent = sender.stop()
-        sender = None
+        with SteadyUdp(host_link.peer, host_link.ip, rate=200) as sender:
+            time.sleep(3)
+            influxdb.stop()
+            down = time.monotonic()
+            time.sleep(OUTAGE_SECONDS)
+            spooled = sum(f.stat().st_size for f in spool.glob("*.lp.gz"))
+            influxdb.start()
+            back = time.monotonic()
+            while list(spool.glob("*.lp.gz")):
+                assert time.monotonic() - back < 120, "the spool did not empty in 2 minutes"
+                time.sleep(0.1)
+            replay = time.monotonic() - back
+            time.sleep(2)
+            sent = sender.stop()
         time.sleep(1.5)
     finally:
-        if sender is not None:
-            sender.kill()
         rc, err = stop(proc)
     assert rc == 0, err
-    print(f"\noutage {back - down:.0f} s under {sent / (back - down + 6.5):.0f} packets/s: "
-          f"{spooled} bytes spooled, replayed in {replay:.1f} s after InfluxDB came back; "
-          f"{sent} packets sent")
+    print(f"\noutage {back - down:.0f} s under {sender.rate:.0f} packets/s: {spooled} bytes "
+          f"spooled, replayed in {replay:.1f} s after InfluxDB came back; {sent} packets sent")
     assert spooled > 0
     assert [r["packets"] for r in flow_packets(influxdb, host_link)] == [sent]
     _stored_once(influxdb)
@@ -111,7 +106,6 @@ def test_200_interfaces_come_and_go_under_traffic_each_hooked_within_1_s_nothing
     tag = f"svc{os.getpid() % 1000}"
     proc = start(write_config(tmp_path, host_link, influxdb.url,
                               interfaces={"include": [host_link.ifname, f"{tag}x*a"]}))
-    sender: SteadyUdp | None = None
     names: list[str] = []
     delays: list[float] = []
     rss: list[int] = []
@@ -121,29 +115,26 @@ def test_200_interfaces_come_and_go_under_traffic_each_hooked_within_1_s_nothing
         time.sleep(2)
         rss.append(_rss_kb(proc))
         fds.append(_fds(proc.pid))
-        sender = SteadyUdp(host_link.peer, host_link.ip, rate=200)
-        for churn in range(CHURN_ROUNDS):
-            for i in range(CHURN_INTERFACES):
-                name = f"{tag}x{churn}{i}a"
-                _ip("link", "add", name, "type", "veth", "peer", "name", name[:-1] + "b")
-                names.append(name)
-                created = time.monotonic()
-                while not _hooked(name):
-                    assert time.monotonic() - created < 5, f"{name} not hooked in 5 s"
-                    time.sleep(0.002)
-                delays.append(time.monotonic() - created)
-            for name in names:
-                _ip("link", "del", name)
-            names.clear()
-            time.sleep(3)  # the last drains of the gone interfaces
-            rss.append(_rss_kb(proc))
-            fds.append(_fds(proc.pid))
-        sent = sender.stop()
-        sender = None
+        with SteadyUdp(host_link.peer, host_link.ip, rate=200) as sender:
+            for churn in range(CHURN_ROUNDS):
+                for i in range(CHURN_INTERFACES):
+                    name = f"{tag}x{churn}{i}a"
+                    _ip("link", "add", name, "type", "veth", "peer", "name", name[:-1] + "b")
+                    names.append(name)
+                    created = time.monotonic()
+                    while not _hooked(name):
+                        assert time.monotonic() - created < 5, f"{name} not hooked in 5 s"
+                        time.sleep(0.002)
+                    delays.append(time.monotonic() - created)
+                for name in names:
+                    _ip("link", "del", name)
+                names.clear()
+                time.sleep(3)  # the last drains of the gone interfaces
+                rss.append(_rss_kb(proc))
+                fds.append(_fds(proc.pid))
+            sent = sender.stop()
         time.sleep(1.5)
     finally:
-        if sender is not None:
-            sender.kill()
         for name in names:
             subprocess.run(["ip", "link", "del", name], capture_output=True)
         rc, err = stop(proc)
