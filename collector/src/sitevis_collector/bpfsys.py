@@ -9,7 +9,9 @@ from __future__ import annotations
 import ctypes as ct
 import os
 
-_SYS_BPF = {"x86_64": 321, "aarch64": 280}
+# The bpf(2) system call's number per architecture (asm/unistd.h); the one table.
+SYS_BPF = {"x86_64": 321, "aarch64": 280, "armv7l": 386, "ppc64le": 361, "s390x": 351,
+           "riscv64": 280}
 
 # enum bpf_cmd
 MAP_LOOKUP_ELEM = 1
@@ -50,7 +52,7 @@ class BpfError(OSError):
 
 def bpf(cmd: int, attr: ct.Structure | ct.Array) -> int:
     """Run one bpf(2) command; the result (>= 0), or -errno."""
-    nr = _SYS_BPF.get(os.uname().machine)
+    nr = SYS_BPF.get(os.uname().machine)
     if nr is None:
         return -95  # EOPNOTSUPP: no syscall number known for this architecture
     res = _libc.syscall(ct.c_long(nr), ct.c_int(cmd), ct.byref(attr), ct.c_uint(ct.sizeof(attr)))

@@ -12,8 +12,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from sitevis_collector import bpfsys
-from sitevis_collector.maps import BpfMap, MapLayoutError, possible_cpus
+from sitevis_collector import bpfsys, capabilities
+from sitevis_collector.maps import BpfMap, MapLayoutError
 from sitevis_collector.records import EGRESS, INGRESS, TC_ATTACH_MODES
 from sitevis_collector.structs import MAP_TYPES, RINGBUF_MAP
 
@@ -35,9 +35,6 @@ CNT_SAMPLED = 4
 CNT_UNACCOUNTED = 5
 CNT_MAX = 6
 
-_CAP_NET_ADMIN = 12
-_CAP_SYS_ADMIN = 21
-_CAP_BPF = 39
 
 
 class KernelError(Exception):
@@ -72,7 +69,7 @@ class KernelSettings:
     overflow_size: int = 4096     # (iface, dir, proto) overflow buckets
     totals_size: int = 4096       # (iface, dir) totals; two per attached interface
     sample_rate: int = 0          # sample 1 in N packets; 0 = no sampling
-    sample_limit: int = 1000      # samples per second for the whole box (split per CPU)
+    sample_limit: int = 100       # samples per second for the whole box (see cflags)
     sample_burst: int = 100       # token bucket depth per CPU
     ringbuf_pages: int = 64       # ring buffer size in pages, a power of two
     percpu_flows: bool = False    # shared flow table by default: measured no slower here
@@ -89,8 +86,9 @@ class KernelSettings:
             raise KernelError("kernel setting ringbuf_pages must be a power of two")
         if self.hook not in ("tc", "xdp"):
             raise KernelError(f"kernel setting hook must be 'tc' or 'xdp', not {self.hook!r}")
-        # The rate limit is a per-CPU token bucket: split the box-wide limit.
-        per_cpu = max(1, self.sample_limit // possible_cpus())
+        # The limit is per box; the kernel's token bucket is per CPU, so each online CPU
+        # gets an equal share (a CPU that sends alone gets its share, not the whole).
+        per_cpu = max(1, self.sample_limit // online_cpus())
         flags = [
             f"-DFLOW_ENTRIES={self.table_size}",
             f"-DOVERFLOW_ENTRIES={self.overflow_size}",
@@ -135,21 +133,15 @@ def check_kernel_version(hook: str, release: str | None = None) -> None:
                                f"(needs {need[0]}.{need[1]} or later)")
 
 
-def _effective_caps() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("CapEff:"):
-            return int(line.split()[1], 16)
-    return 0
-
-
 def check_privileges() -> None:
     """Raise NoPrivilegesError unless we may load BPF and change TC/XDP hooks."""
-    caps = _effective_caps()
-    has = lambda cap: bool(caps >> cap & 1)  # noqa: E731
-    if not (has(_CAP_SYS_ADMIN) or has(_CAP_BPF)):
-        raise NoPrivilegesError("loading BPF needs CAP_BPF or CAP_SYS_ADMIN (run as root)")
-    if not has(_CAP_NET_ADMIN):
-        raise NoPrivilegesError("attaching to TC/XDP hooks needs CAP_NET_ADMIN (run as root)")
+    lacking = capabilities.missing()
+    if lacking:
+        raise NoPrivilegesError(capabilities.lacking_message(lacking))
+
+
+def online_cpus() -> int:
+    return os.sysconf("SC_NPROCESSORS_ONLN") or 1
 
 
 class FlowProgram:

@@ -11,7 +11,6 @@ import ctypes
 import errno
 import http.client
 import os
-import platform
 import ssl
 import sys
 import tempfile
@@ -21,24 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sitevis_collector import bpfsys, capabilities
+from sitevis_collector.capabilities import (
+    CAP_NAMES,
+    CAP_SYS_ADMIN,
+    CAPS_FIX,
+)
+
 OK, FAIL, SKIP = "ok", "fail", "skip"
 
-# Capability numbers (linux/capability.h).
-CAP_NET_ADMIN = 12
-CAP_SYS_ADMIN = 21
-CAP_PERFMON = 38
-CAP_BPF = 39
-CAP_NAMES = {CAP_NET_ADMIN: "CAP_NET_ADMIN", CAP_SYS_ADMIN: "CAP_SYS_ADMIN",
-             CAP_PERFMON: "CAP_PERFMON", CAP_BPF: "CAP_BPF"}
-# What the collector needs (measured: collector/packaging/README.md). Kernels before 5.8
-# have no CAP_BPF/CAP_PERFMON; there CAP_SYS_ADMIN stands in for both.
-NEEDED_CAPS = (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN)
-NEEDED_CAPS_PRE_5_8 = (CAP_SYS_ADMIN, CAP_NET_ADMIN)
-CAPS_FIX = "run as root, or grant CAP_BPF CAP_PERFMON CAP_NET_ADMIN (the systemd unit does)"
-
 BPF_STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
-_SYS_BPF = {"x86_64": 321, "aarch64": 280, "armv7l": 386, "ppc64le": 361, "s390x": 351,
-            "riscv64": 280}
 
 # A miniature of the collector's program: hash map, ring buffer, packet loads, and a
 # key with padding the code never writes (clang leaves it uninitialised even after
@@ -105,35 +96,14 @@ def _first_line(text: str) -> str:
 
 # -- privileges ----------------------------------------------------------------
 
-def effective_caps() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("CapEff:"):
-            return int(line.split()[1], 16)
-    return 0
-
-
-def _cap_last() -> int:
-    try:
-        return int(Path("/proc/sys/kernel/cap_last_cap").read_text())
-    except OSError:
-        return CAP_BPF
-
-
 def check_privileges() -> CheckResult:
     name = "privileges"
-    caps = effective_caps()
-    has = lambda cap: bool(caps >> cap & 1)  # noqa: E731
-    if _cap_last() >= CAP_BPF:
-        # The kernel accepts CAP_SYS_ADMIN in place of CAP_BPF and of CAP_PERFMON.
-        missing = [CAP_NAMES[c] for c in NEEDED_CAPS
-                   if not has(c) and not (c != CAP_NET_ADMIN and has(CAP_SYS_ADMIN))]
-    else:
-        missing = [CAP_NAMES[c] for c in NEEDED_CAPS_PRE_5_8 if not has(c)]
-    who = "root" if os.geteuid() == 0 else f"uid {os.geteuid()}"
-    if missing:
-        return CheckResult(name, FAIL, f"{who} lacks {', '.join(missing)}: {CAPS_FIX}")
-    held = " ".join(n for c, n in sorted(CAP_NAMES.items()) if has(c))
-    return CheckResult(name, OK, f"{who} with {held}")
+    lacking = capabilities.missing()
+    if lacking:
+        return CheckResult(name, FAIL, capabilities.lacking_message(lacking))
+    caps = capabilities.effective_caps()
+    held = " ".join(n for c, n in sorted(CAP_NAMES.items()) if capabilities.has(c, caps))
+    return CheckResult(name, OK, f"{capabilities.who()} with {held}")
 
 
 # -- bpf() syscall ---------------------------------------------------------------
@@ -143,7 +113,7 @@ def check_bpf_syscall() -> CheckResult:
     if not BPF_STATS.exists():
         return CheckResult(name, FAIL, f"kernel {os.uname().release} has no BPF syscall "
                            f"({BPF_STATS} missing): use a kernel built with CONFIG_BPF_SYSCALL")
-    number = _SYS_BPF.get(platform.machine())
+    number = bpfsys.SYS_BPF.get(os.uname().machine)
     if number is not None:
         libc = ctypes.CDLL(None, use_errno=True)
         # An unknown command: EINVAL (or EPERM) proves the syscall exists, ENOSYS not.
@@ -306,7 +276,7 @@ def _tcx_probe(ifindex: int, fd: int, netns: str | None) -> bool:
 
 
 def _netns_allowed() -> bool:
-    return bool(effective_caps() >> CAP_SYS_ADMIN & 1)
+    return bool(capabilities.has(CAP_SYS_ADMIN))
 
 
 def check_tc_attach(ifname: str | None = None) -> CheckResult:
