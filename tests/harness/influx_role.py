@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from tests.harness.influx import InfluxServer
+from tests.harness.tools import tool
 
 REPO = Path(__file__).parents[2]
 PLAYBOOK = """
@@ -55,7 +56,7 @@ def apply_schema(server: InfluxServer, tmp: Path,
     env = {**os.environ, "ANSIBLE_STDOUT_CALLBACK": "json", "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
     return subprocess.run(
-        [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,",
+        [tool("ansible-playbook"), "-i", "localhost,",
          "-e", f"@{extra}", str(playbook)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
 

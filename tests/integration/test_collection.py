@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from tests.harness.influx import InfluxServer
+from tests.harness.tools import tool
 
 REPO = Path(__file__).parents[2]
 
@@ -19,7 +20,7 @@ def wait_for_data(**args) -> dict:
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
            "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "json"}
     proc = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "ansible"), "localhost", "-i", "localhost,",
+        [tool("ansible"), "localhost", "-i", "localhost,",
          "-c", "local", "-e", "ansible_python_interpreter=/usr/bin/python3",
          "-m", "sitevis.site.influxdb_wait_for_data", "-a", json.dumps(args)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120)

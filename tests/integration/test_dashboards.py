@@ -30,6 +30,7 @@ from tests.harness import influx_role
 from tests.harness.bpf import bcc_unusable_reason
 from tests.harness.influx import InfluxServer, find_influxd
 from tests.harness.netns import HostLink, create_link, destroy_link
+from tests.harness.tools import tool
 from tests.integration.collector.collector_proc import (
     FRAME_BYTES,
     PORT,
@@ -343,7 +344,7 @@ def test_silent_boxes_after_the_collector_stopped(site: Site):
 def test_report_draws_the_overview(site: Site, tmp_path: Path):
     out = tmp_path / "report.png"
     proc = subprocess.run(
-        [str(REPO / ".venv/bin/sitevis"), "report", "--url", site.influx.url,
+        [tool("sitevis"), "report", "--url", site.influx.url,
          "--site", SITE, "--since", "10m", "-o", str(out)],
         capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -355,7 +356,7 @@ def test_report_draws_the_overview(site: Site, tmp_path: Path):
     if os.environ.get("SITEVIS_REPORT_EXAMPLE"):
         Path(os.environ["SITEVIS_REPORT_EXAMPLE"]).write_bytes(out.read_bytes())
     downsampled = subprocess.run(
-        [str(REPO / ".venv/bin/sitevis"), "report", "--url", site.influx.url,
+        [tool("sitevis"), "report", "--url", site.influx.url,
          "--rp", LONG, "--since", "1h", "-o", str(tmp_path / "long.png")],
         capture_output=True, text=True, timeout=120)
     assert downsampled.returncode == 0, downsampled.stderr
@@ -377,7 +378,7 @@ def test_report_picks_the_retention_policy_like_the_dashboards(site: Site):
 
 def test_report_without_data_is_one_line(site: Site, tmp_path: Path):
     proc = subprocess.run(
-        [str(REPO / ".venv/bin/sitevis"), "report", "--url", site.influx.url,
+        [tool("sitevis"), "report", "--url", site.influx.url,
          "--site", "nowhere", "-o", str(tmp_path / "x.png")],
         capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
@@ -387,7 +388,7 @@ def test_report_without_data_is_one_line(site: Site, tmp_path: Path):
 
 def test_report_unreachable_influxdb_is_one_line(tmp_path: Path):
     proc = subprocess.run(
-        [str(REPO / ".venv/bin/sitevis"), "report", "--url", "http://127.0.0.1:9",
+        [tool("sitevis"), "report", "--url", "http://127.0.0.1:9",
          "-o", str(tmp_path / "x.png")],
         capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
@@ -405,7 +406,7 @@ def test_report_sends_credentials_and_names_a_refusal(influxdb_auth: InfluxServe
 
     def report(*auth: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(REPO / ".venv/bin/sitevis"), "report", "--url", influxdb_auth.url,
+            [tool("sitevis"), "report", "--url", influxdb_auth.url,
              "--rp", "autogen", *auth, "-o", str(tmp_path / "x.png")],
             capture_output=True, text=True, timeout=120)
 
@@ -421,7 +422,7 @@ def test_report_sends_credentials_and_names_a_refusal(influxdb_auth: InfluxServe
 def test_report_without_a_known_influxdb_is_one_line(tmp_path: Path):
     """No --url and an inventory the rollout never recorded a monitor for."""
     proc = subprocess.run(
-        [str(REPO / ".venv/bin/sitevis"), "report", "-i", str(tmp_path),
+        [tool("sitevis"), "report", "-i", str(tmp_path),
          "-o", str(tmp_path / "x.png")],
         capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.tools import tool
+
 REPO = Path(__file__).parents[2]
 # "      collector : Configure | Copy the BPF sources\tTAGS: [collector, collector_configure]"
 TASK = re.compile(r"^\s+(?:(\w+) : )?(.+?)\tTAGS: \[(.*)\]$")
@@ -18,7 +20,7 @@ def listed(playbook: str, *args: str) -> list[tuple[str, str, set[str]]]:
     """(role or '', task name, tags) of every task the playbook would run."""
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
     proc = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "ansible-playbook"), f"playbooks/{playbook}",
+        [tool("ansible-playbook"), f"playbooks/{playbook}",
          "--list-tasks", *args],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.tools import tool
+
 REPO = Path(__file__).parents[2]
 PLAYBOOK = """
 - hosts: localhost
@@ -25,7 +27,7 @@ def ansible_playbook(playbook: Path, *args: str) -> subprocess.CompletedProcess[
     env = {**os.environ, "ANSIBLE_STDOUT_CALLBACK": "json",
            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
     return subprocess.run(
-        [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,",
+        [tool("ansible-playbook"), "-i", "localhost,",
          "-e", "ansible_python_interpreter=/usr/bin/python3", str(playbook), *args],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
     )
@@ -118,7 +120,7 @@ def site_playbook(name: str, *args: str) -> dict:
     """Stats of localhost after playbooks/<name> on inventory/local (ansible.cfg's)."""
     env = {**os.environ, "ANSIBLE_STDOUT_CALLBACK": "json",
            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
-    result = subprocess.run([str(REPO / ".venv" / "bin" / "ansible-playbook"),
+    result = subprocess.run([tool("ansible-playbook"),
                              f"playbooks/{name}", *args],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     return stats(result)

@@ -16,9 +16,8 @@ from sitevis_collector.tcx import chain, tcx_available
 
 from tests.harness.influx import InfluxServer
 from tests.harness.netns import Host, HostLink
+from tests.harness.tools import tool
 
-REPO = Path(__file__).parents[3]
-COLLECTOR = REPO / ".venv" / "bin" / "sitevis-collector"
 PORT = 9999  # below the service bound (32768): the service is udp/9999
 PAYLOAD = 100
 # Ethernet 14 + IPv4 20 + UDP 8 + payload: the frame as on the wire without FCS.
@@ -96,7 +95,7 @@ def wait_attached(ifname: str, proc: subprocess.Popen, timeout: float = 60,
 
 
 def start(config: Path) -> subprocess.Popen:
-    return subprocess.Popen([str(COLLECTOR), "run", "-c", str(config)],
+    return subprocess.Popen([tool("sitevis-collector"), "run", "-c", str(config)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

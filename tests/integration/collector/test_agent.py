@@ -13,8 +13,8 @@ from sitevis_collector.tcx import tcx_available
 
 from tests.harness.influx import InfluxServer
 from tests.harness.netns import HostLink
+from tests.harness.tools import tool
 from tests.integration.collector.collector_proc import (
-    COLLECTOR,
     FRAME_BYTES,
     PORT,
     flow_packets,
@@ -100,7 +100,7 @@ def test_killed_collector_in_tcx_mode_leaves_nothing_and_the_next_run_counts_onc
 def test_once_prints_one_interval_of_line_protocol(bcc_ready, host_link: HostLink,
                                                    tmp_path: Path):
     config = write_config(tmp_path, host_link, "http://127.0.0.1:9", interval=3)
-    proc = subprocess.Popen([str(COLLECTOR), "once", "-c", str(config)],
+    proc = subprocess.Popen([tool("sitevis-collector"), "once", "-c", str(config)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_attached(host_link.ifname, proc)
     send_udp(host_link.peer, host_link.ip, 42)
@@ -117,7 +117,7 @@ def test_once_prints_one_interval_of_line_protocol(bcc_ready, host_link: HostLin
 def test_bad_config_is_one_line_and_exit_2(tmp_path: Path):
     path = tmp_path / "bad.yml"
     path.write_text("site: lab\ninterval: -1\ninfluxdb: {url: http://127.0.0.1:1, database: x}\n")
-    proc = subprocess.run([str(COLLECTOR), "run", "-c", str(path)],
+    proc = subprocess.run([tool("sitevis-collector"), "run", "-c", str(path)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -127,14 +127,14 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path: Path):
 
 def test_check_passes_here_and_names_an_unreachable_influxdb(
         bcc_ready, host_link: HostLink, influxdb: InfluxServer, tmp_path: Path):
-    ok = subprocess.run([str(COLLECTOR), "check", "-c",
+    ok = subprocess.run([tool("sitevis-collector"), "check", "-c",
                          str(write_config(tmp_path, host_link, influxdb.url))],
                         capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "FAIL" not in ok.stdout
     closed = tmp_path / "closed"
     closed.mkdir()
-    bad = subprocess.run([str(COLLECTOR), "check", "-c",
+    bad = subprocess.run([tool("sitevis-collector"), "check", "-c",
                           str(write_config(closed, host_link, "http://127.0.0.1:9"))],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 4
@@ -146,7 +146,7 @@ def test_check_passes_here_and_names_an_unreachable_influxdb(
 
 def test_top_shows_the_busiest_flow(bcc_ready, host_link: HostLink, tmp_path: Path):
     config = write_config(tmp_path, host_link, "http://127.0.0.1:9")
-    proc = subprocess.Popen([str(COLLECTOR), "top", "-c", str(config), "--refresh", "2",
+    proc = subprocess.Popen([tool("sitevis-collector"), "top", "-c", str(config), "--refresh", "2",
                              "--iterations", "1", "--rows", "5"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "COLUMNS": "160"})
@@ -199,7 +199,7 @@ def test_cleanup_removes_what_a_killed_collector_left(
     proc.communicate(timeout=30)
     assert len(our_filters(host_link.ifname)) == 2
     # Only our test interface: a collector running on this machine keeps its filters.
-    out = subprocess.run([str(COLLECTOR), "cleanup", "--interface", host_link.ifname],
+    out = subprocess.run([tool("sitevis-collector"), "cleanup", "--interface", host_link.ifname],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert f"{host_link.ifname}: removed 2 sitevis filter(s)" in out.stdout
@@ -234,7 +234,7 @@ def test_filters_deleted_by_someone_else_are_restored(
             subprocess.run(["tc", "filter", "del", "dev", host_link.ifname, hook],
                            check=True)
     else:  # someone's forced cleanup detaches links it does not hold
-        out = subprocess.run([str(COLLECTOR), "cleanup", "--force", "--interface",
+        out = subprocess.run([tool("sitevis-collector"), "cleanup", "--force", "--interface",
                               host_link.ifname],
                              capture_output=True, text=True, timeout=60)
         assert "removed 2" in out.stdout, out.stderr
@@ -268,7 +268,7 @@ def test_xdp_mode_is_listed_and_an_xdp_program_removed_by_someone_else_is_restor
     influxdb.query("CREATE DATABASE sitevis")
     proc = start(write_config(tmp_path, host_link, influxdb.url, hook="xdp"))
     first = _wait_xdp(host_link.ifname, proc, timeout=60)
-    listed = subprocess.run([str(COLLECTOR), "hooks", "--interface", host_link.ifname,
+    listed = subprocess.run([tool("sitevis-collector"), "hooks", "--interface", host_link.ifname,
                              "--expect"], capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.splitlines() == [f"{host_link.ifname}\tingress\txdp\tpid {proc.pid}"]

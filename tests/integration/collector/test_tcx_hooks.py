@@ -7,7 +7,6 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sitevis_collector import bpfsys
@@ -16,6 +15,7 @@ from sitevis_collector.records import EGRESS, INGRESS
 from sitevis_collector.tcx import TcxHooks, chain, tcx_available
 
 from tests.harness.netns import Host, HostPair
+from tests.harness.tools import tool
 from tests.integration.collector.foreign import ForeignFilter, ForeignTcx
 from tests.integration.collector.kernel_kit import (
     attach_then_sigkill,
@@ -26,8 +26,6 @@ from tests.integration.collector.kernel_kit import (
     send_udp,
     tc_filters,
 )
-
-COLLECTOR = Path(__file__).resolve().parents[3] / ".venv" / "bin" / "sitevis-collector"
 
 
 @pytest.fixture
@@ -132,7 +130,7 @@ def test_a_link_detached_by_someone_else_is_put_back(quiet_pair: HostPair):
 
 
 def _cli(host: Host, *args: str) -> subprocess.CompletedProcess[str]:
-    return host.exec(str(COLLECTOR), *args, check=False)
+    return host.exec(tool("sitevis-collector"), *args, check=False)
 
 
 def test_hooks_and_cleanup_commands_see_and_remove_links(quiet_pair: HostPair):

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
-REPO = Path(__file__).parents[3]
+from tests.harness.tools import tool
 
 
 def sitevis(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(REPO / ".venv" / "bin" / "sitevis"), *args],
+    return subprocess.run([tool("sitevis"), *args],
                           capture_output=True, text=True, timeout=120,
                           env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})

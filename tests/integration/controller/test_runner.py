@@ -12,6 +12,7 @@ import pytest
 
 from sitevis.paths import project_dir
 from sitevis.runner import run_playbook
+from tests.harness.tools import tool
 
 REPO = Path(__file__).parents[3]
 SECRET = "s3cr3t-Pa55-do-not-print"
@@ -131,13 +132,13 @@ def test_a_broken_playbook_reports_ansibles_error(tmp_path: Path, runner_dir: Pa
 
 
 def sitevis(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(REPO / ".venv" / "bin" / "sitevis"), *args],
+    return subprocess.run([tool("sitevis"), *args],
                           capture_output=True, text=True, timeout=900)
 
 
 def our_filters_on_this_machine() -> list[str]:
     """"ifname<TAB>direction<TAB>tcx|clsact|xdp" per sitevis program attached here."""
-    out = subprocess.run([str(REPO / ".venv" / "bin" / "sitevis-collector"), "hooks"],
+    out = subprocess.run([tool("sitevis-collector"), "hooks"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return out.stdout.splitlines()
@@ -178,7 +179,7 @@ def test_main_job_on_this_machine_is_idempotent_verified_and_removable(
     if installed_before:
         return  # someone's real rollout: leave it in place
     removed = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "ansible-playbook"), "playbooks/remove.yml",
+        [tool("ansible-playbook"), "playbooks/remove.yml",
          "-e", "sitevis_remove_monitor=true"],
         cwd=REPO, capture_output=True, text=True, timeout=600)
     assert removed.returncode == 0, removed.stdout[-3000:]
