@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,82 @@ from tests.harness.netns import (
 )
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+TESTS = Path(__file__).parent
+
+# What a test needs (the markers of pyproject.toml), known from what it uses: first the
+# shared fixtures below (pytest counts the fixtures they in turn use, so a module's
+# quiet_pair inherits bcc_ready's), then, keyed "module under tests/::name", a module's
+# own fixture or a test that sets up or checks for root, BPF or influxd itself, and
+# "module" alone for every test of it. A BPF test parametrized with "tcx" (tc_attach)
+# needs tcx hooks. `pytest -m "not root"` then runs what needs no root.
+FIXTURE_NEEDS = {
+    "bcc_ready": ("root", "bpf"),
+    "host_pair": ("root",),
+    "host_link": ("root",),
+    "influxdb": ("influxd",),
+    "influxdb_auth": ("influxd",),
+}
+LOCAL_NEEDS = {
+    "integration/collector/test_attach.py::netns": ("root",),
+    "integration/collector/test_delivery.py::influxdb_tls": ("influxd",),
+    "integration/collector/test_readiness.py::"
+    "test_unreadable_kernel_headers_are_told_apart_from_missing_ones": ("root",),
+    "integration/collector/test_agent.py::"
+    "test_killed_collector_in_tcx_mode_leaves_nothing_and_the_next_run_counts_once": ("tcx",),
+    "integration/collector/test_tcx_hooks.py": ("tcx",),
+    "integration/controller/test_queries.py::site": ("influxd",),
+    "integration/controller/test_status.py::site": ("root", "bpf", "influxd"),
+    "integration/controller/test_runner.py::runner_dir": ("ansible",),
+    "integration/controller/test_runner.py::"
+    "test_main_job_on_this_machine_is_idempotent_verified_and_removable":
+        ("root", "bpf", "rollout"),
+    "integration/test_bench_smoke.py::bench_ready": ("influxd",),
+    "integration/test_collection.py": ("ansible",),
+    "integration/test_dashboards.py::site": ("root", "bpf", "influxd", "ansible"),
+    "integration/test_influxdb_schema.py": ("ansible",),
+    "integration/test_role_tags.py": ("ansible",),
+    "integration/test_roles_on_this_machine.py::"
+    "test_kernel_headers_links_generic_headers_once_and_check_mode_changes_nothing":
+        ("root", "ansible", "rollout"),
+    "integration/test_roles_on_this_machine.py::"
+    "test_site_rolls_out_verifies_and_is_removed_leaving_nothing":
+        ("root", "bpf", "ansible", "rollout"),
+}
+
+
+def needs(item: pytest.Item) -> set[str]:
+    """The markers `item` should carry, from the fixtures and names above."""
+    module = item.path.relative_to(TESTS).as_posix()
+    names = {*item.fixturenames, getattr(item, "originalname", item.name)}
+    found = {mark for name in names for mark in FIXTURE_NEEDS.get(name, ())}
+    found.update(LOCAL_NEEDS.get(module, ()))
+    found.update(mark for name in names for mark in LOCAL_NEEDS.get(f"{module}::{name}", ()))
+    callspec = getattr(item, "callspec", None)
+    if "bpf" in found and callspec and any(
+            isinstance(value, str) and value == "tcx" for value in callspec.params.values()):
+        found.add("tcx")
+    return found
+
+
+def _stale_local_needs() -> list[str]:
+    """Keys of LOCAL_NEEDS whose module or fixture/test no longer exists (renamed?)."""
+    stale = []
+    for key in LOCAL_NEEDS:
+        module, _, name = key.partition("::")
+        path = TESTS / module
+        if not path.is_file() or (name and f"def {name}(" not in path.read_text()):
+            stale.append(key)
+    return stale
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    stale = _stale_local_needs()
+    if stale:
+        raise pytest.UsageError(f"tests/conftest.py LOCAL_NEEDS names what is gone: {stale}")
+    for item in items:
+        present = {mark.name for mark in item.iter_markers()}
+        for name in sorted(needs(item) - present):
+            item.add_marker(name)
 
 
 @pytest.hookimpl(hookwrapper=True)
