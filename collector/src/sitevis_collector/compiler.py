@@ -43,14 +43,38 @@ def compile_and_load(request: dict) -> tuple[dict, list[int], object]:
             fds.append(bpf.load_func(name.encode(), kind).fd)
     except Exception as exc:
         return {"error": "load", "message": _first_line(exc)}, [], bpf
-    maps = []
+    maps, layouts = [], {}
     for name in request["maps"]:
         try:
-            fds.append(bpf.get_table(name).map_fd)
+            table = bpf.get_table(name)
         except KeyError:
             continue  # an older source without this map: the collector copes
+        fds.append(table.map_fd)
         maps.append(name)
-    return {"functions": request["functions"], "maps": maps}, fds, bpf
+        if hasattr(table, "Key") and hasattr(table, "Leaf"):
+            leaf = table.Leaf
+            if hasattr(leaf, "_length_"):  # a per-CPU map: BCC's value is one per CPU
+                leaf = leaf._type_
+            layouts[name] = {"key": _describe(table.Key), "leaf": _describe(leaf)}
+    return {"functions": request["functions"], "maps": maps, "layouts": layouts}, fds, bpf
+
+
+def _describe(ctype, prefix: str = "", base: int = 0) -> list:
+    """[[field, offset, size], ...] of the ctypes type BCC built from the C (nested
+    structs flattened as a.b): the collector compares it with its mirror (layout.py)."""
+    import ctypes
+
+    fields = getattr(ctype, "_fields_", None)
+    if not fields:
+        return [[prefix, base, ctypes.sizeof(ctype)]]
+    out = []
+    for name, ftype, *_ in fields:
+        desc = getattr(ctype, name)
+        if getattr(ftype, "_fields_", None):
+            out += _describe(ftype, f"{prefix}{name}.", base + desc.offset)
+        else:
+            out.append([f"{prefix}{name}", base + desc.offset, desc.size])
+    return out
 
 
 def main(argv: list[str]) -> int:

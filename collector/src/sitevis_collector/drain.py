@@ -24,14 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 
 from sitevis_collector import bpfsys
-from sitevis_collector.kernel import (
-    CNT_OVERFLOW,
-    CNT_RATE_LIMITED,
-    CNT_RINGBUF_LOST,
-    CNT_TRUNCATED,
-    CNT_UNACCOUNTED,
-    FlowProgram,
-)
+from sitevis_collector.kernel import FlowProgram
 from sitevis_collector.records import (
     EGRESS,
     INGRESS,
@@ -41,7 +34,14 @@ from sitevis_collector.records import (
     PacketSample,
 )
 from sitevis_collector.ringbuf import RingBuffer
-from sitevis_collector.structs import SampleRaw
+from sitevis_collector.structs import (
+    CNT_OVERFLOW,
+    CNT_RATE_LIMITED,
+    CNT_RINGBUF_LOST,
+    CNT_TRUNCATED,
+    CNT_UNACCOUNTED,
+    SampleRaw,
+)
 
 DIRECTIONS = (INGRESS, EGRESS)  # index = dir field in the kernel
 _PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}

@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from sitevis_collector import bpfsys, capabilities
+from sitevis_collector import bpfsys, capabilities, layout
 from sitevis_collector.maps import BpfMap, MapLayoutError
 from sitevis_collector.records import EGRESS, INGRESS, TC_ATTACH_MODES
 from sitevis_collector.structs import MAP_TYPES, RINGBUF_MAP
@@ -25,15 +25,6 @@ FLOW_PROGRAM_NAMES = frozenset({"sitevis_ingress", "sitevis_egress", "sitevis_xd
 INSTALLED_BPF_DIR = Path("/usr/share/sitevis-collector/bpf")
 # In a source checkout: <repo>/collector/src/sitevis_collector/kernel.py -> <repo>/bpf
 CHECKOUT_BPF_DIR = Path(__file__).resolve().parents[3] / "bpf"
-
-# Per-CPU counter indices; mirror CNT_* in bpf/sitevis.c.
-CNT_OVERFLOW = 0
-CNT_RINGBUF_LOST = 1
-CNT_RATE_LIMITED = 2
-CNT_TRUNCATED = 3
-CNT_SAMPLED = 4
-CNT_UNACCOUNTED = 5
-CNT_MAX = 6
 
 
 
@@ -158,7 +149,9 @@ class FlowProgram:
         source = find_bpf_dir(bpf_dir) / SOURCE_NAME
         check_kernel_version(self.settings.hook)
         check_privileges()
-        request = {"source": str(source), "cflags": cflags, "kind": self.settings.hook,
+        # BCC compiles the source from memory: its headers are found by -I.
+        request = {"source": str(source), "cflags": [*cflags, f"-I{source.parent}"],
+                   "kind": self.settings.hook,
                    "functions": [self.function_name(d) for d in self.directions],
                    "maps": [*MAP_TYPES, RINGBUF_MAP]}
         reply, fds = _compile_in_child(request)
@@ -176,10 +169,15 @@ class FlowProgram:
         self.maps: dict[str, BpfMap] = {}
         self.ringbuf_fd: int | None = map_fds.pop(RINGBUF_MAP, None)
         try:
+            layout.check_counters(source.parent)
+            layout.check_maps(reply.get("layouts", {}))
             for name, fd in map_fds.items():
                 key_type, value_type = MAP_TYPES[name]
                 self.maps[name] = BpfMap(fd, name, key_type, value_type)
-        except MapLayoutError as exc:
+        except (MapLayoutError, layout.LayoutMismatch) as exc:
+            for name, fd in map_fds.items():
+                if name not in self.maps:  # the others close with their BpfMap
+                    os.close(fd)
             self.close()
             raise CompileError(str(exc)) from exc
         self._tables = [self.maps["flows_a"], self.maps["flows_b"]]

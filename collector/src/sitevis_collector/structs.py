@@ -1,7 +1,7 @@
-"""ctypes mirrors of the structs in bpf/sitevis.c (keys and values of its maps).
-
-Kept in step with the C source by hand; maps.BpfMap checks the sizes the kernel reports
-against these when the maps are opened.
+"""The collector's side of the kernel<->Python contract: ctypes mirrors of the structs
+in bpf/sitevis_types.h (keys and values of the program's maps, the ring buffer record)
+and its counter indices. Kept in step by hand, and checked against what BCC built at
+every load (layout.py): a field moved, renamed or resized is a one-line error.
 """
 
 from __future__ import annotations
@@ -76,3 +76,12 @@ MAP_TYPES: dict[str, tuple[type, type]] = {
     "sample_bucket": (ct.c_int, BucketRaw),
 }
 RINGBUF_MAP = "samples"
+
+# Indices into the per-CPU `counters` array (CNT_* in bpf/sitevis_types.h).
+COUNTERS = {"CNT_OVERFLOW": 0, "CNT_RINGBUF_LOST": 1, "CNT_RATE_LIMITED": 2,
+            "CNT_TRUNCATED": 3, "CNT_SAMPLED": 4, "CNT_UNACCOUNTED": 5}
+CNT_OVERFLOW = COUNTERS["CNT_OVERFLOW"]
+CNT_RINGBUF_LOST = COUNTERS["CNT_RINGBUF_LOST"]
+CNT_RATE_LIMITED = COUNTERS["CNT_RATE_LIMITED"]
+CNT_TRUNCATED = COUNTERS["CNT_TRUNCATED"]
+CNT_UNACCOUNTED = COUNTERS["CNT_UNACCOUNTED"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,17 +34,45 @@ def test_broken_source_is_a_one_line_compile_error(bcc_ready, tmp_path: Path):
     assert "\n" not in str(info.value)
 
 
+def _bpf_copy(tmp_path: Path, header_edit: tuple[str, str]) -> Path:
+    """The project's bpf/ in tmp_path, with one replacement in the types header."""
+    shutil.copytree(REPO / "bpf", tmp_path / "bpf")
+    header = tmp_path / "bpf" / "sitevis_types.h"
+    text = header.read_text()
+    edited = text.replace(*header_edit, 1)
+    assert edited != text
+    header.write_text(edited)
+    return tmp_path / "bpf"
+
+
 def test_a_source_of_another_version_is_refused_by_map_layout(bcc_ready, tmp_path: Path):
     """The collector reads maps with its own ctypes mirrors of the C structs: a BPF
     source whose struct grew must fail with one clear line, not decode garbage."""
-    source = (REPO / "bpf" / "sitevis.c").read_text()
-    grown = source.replace("struct counts {\n    u64 packets;",
-                           "struct counts {\n    u64 extra;\n    u64 packets;", 1)
-    assert grown != source
-    (tmp_path / "sitevis.c").write_text(grown)
-    with pytest.raises(CompileError, match=r"map totals\w*: the kernel's value is 24 bytes, "
-                                           r"the collector expects 16.*different versions"):
-        FlowProgram(bpf_dir=tmp_path)
+    bpf_dir = _bpf_copy(tmp_path, ("struct counts {\n    u64 packets;",
+                                   "struct counts {\n    u64 extra;\n    u64 packets;"))
+    with pytest.raises(CompileError, match=r"map overflow, value struct: field packets is "
+                                           r"at offset 8 \(8 bytes\) in the source, the "
+                                           r"collector expects offset 0 .*different versions"):
+        FlowProgram(bpf_dir=bpf_dir)
+
+
+def test_two_swapped_fields_of_one_size_are_caught_by_name(bcc_ready, tmp_path: Path):
+    """Sizes alone would pass: sport and dport swapped keep the key at 48 bytes."""
+    bpf_dir = _bpf_copy(tmp_path, ("    u16 sport;\n    u16 dport;",
+                                   "    u16 dport;\n    u16 sport;"))
+    with pytest.raises(CompileError) as info:
+        FlowProgram(bpf_dir=bpf_dir)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("map flows_a, key struct: field sport is at offset 14 (2 "
+                              "bytes) in the source, the collector expects offset 12")
+
+
+def test_a_renumbered_counter_is_caught(bcc_ready, tmp_path: Path):
+    bpf_dir = _bpf_copy(tmp_path, ("#define CNT_TRUNCATED 3", "#define CNT_TRUNCATED 4"))
+    with pytest.raises(CompileError, match=r"counter CNT_TRUNCATED is 4 in .*sitevis_types\.h, "
+                                           r"the collector expects 3"):
+        FlowProgram(bpf_dir=bpf_dir)
 
 
 def test_a_dying_compiler_child_is_a_clear_error(bcc_ready, tmp_path: Path, monkeypatch):
