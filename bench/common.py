@@ -218,7 +218,8 @@ def _wait_rusage(proc: subprocess.Popen, timeout: float):
             proc.kill()
             _, status, rusage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
-            raise BenchError(f"{proc.args[4]} did not finish in {timeout:.0f}s; killed")
+            raise BenchError(f"{proc.args[4]!s} did not finish in {timeout:.0f}s; "  # type: ignore[index]
+                             "killed")
         time.sleep(0.005)
 
 

@@ -134,6 +134,11 @@ class TcpdumpTap:
     def off(self) -> None:
         self._bind(ETH_P_NOTHING)
 
+    def switch_on(self) -> Callable[[], None]:
+        """on(), returning how to switch off (the Switch protocol)."""
+        self.on()
+        return self.off
+
     def cpu_ns(self) -> int:
         return task_cpu_ns(self.proc.pid)
 
@@ -180,7 +185,8 @@ class Switch:
     """Turns one watcher on and off between bursts."""
 
     def __init__(self, on: Callable[[], Callable[[], None]]) -> None:
-        self._on, self._off = on, None
+        self._on: Callable[[], Callable[[], None]] = on
+        self._off: Callable[[], None] | None = None
 
     def on(self) -> None:
         self._off = self._on()
@@ -214,7 +220,7 @@ def measure(the_lab: Lab, sitevis: Sitevis, *, rate_pps: int = 150_000, reps: in
     switches = {
         FLOW5: Switch(lambda: the_lab.attach_ref(left, flow5.fd, "bench_flow5")),
         SITEVIS: Switch(lambda: sitevis.attach(left, ("ingress", "egress"))),
-        TCPDUMP: Switch(lambda: (tap.on(), tap.off)[1]),
+        TCPDUMP: Switch(tap.switch_on),
     }
     plan = schedule(reps)
     phases: list[Phase] = []

@@ -101,9 +101,8 @@ def child(spec: dict) -> dict:
             result = drainer.drain(names)
             c1 = time.process_time()
             now = read_counters(ipr)[idx]
-            kernel = {(host.ifname, d): tuple(a - b for a, b in
-                                              zip(now.direction(d), prev.direction(d),
-                                                  strict=True))
+            kernel = {(host.ifname, d): (now.direction(d)[0] - prev.direction(d)[0],
+                                         now.direction(d)[1] - prev.direction(d)[1])
                       for d in program.directions}
             prev = now
             flows_drained = len(result.flows)
@@ -215,9 +214,10 @@ def _table(out: dict, stored: list[tuple[int, int]], *, flows: int,
         if main:
             table.checks[f"{flows} flows in <= {TARGET_CPU_S} CPU s"] = ok
             table.checks["every point stored, packet sums exact"] = complete
-        table.data.setdefault("cases", []).append({**case, "stored_points": n,
-                                                   "stored_packets": packets,
-                                                   "complete": complete})
+        cases = table.data.setdefault("cases", [])
+        assert isinstance(cases, list)
+        cases.append({**case, "stored_points": n, "stored_packets": packets,
+                      "complete": complete})
     rss, steady = out["rss_peak_mb"], out["rss_steady_mb"]
     compiler = out["compiler_child_peak_mb"]
     blank = [""] * 7

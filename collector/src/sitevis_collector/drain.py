@@ -22,6 +22,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from sitevis_collector import bpfsys
 from sitevis_collector.kernel import FlowProgram
@@ -73,7 +74,7 @@ def _ipv6(raw: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET6, raw)
 
 
-def _struct_layout(ctype: type, wanted: tuple[str, ...]) -> struct.Struct | None:
+def _struct_layout(ctype: Any, wanted: tuple[str, ...]) -> struct.Struct | None:
     """A Struct unpacking the `wanted` fields of a ctypes Structure, in that order.
 
     Unpacking a whole batch with iter_unpack is several times faster than reading

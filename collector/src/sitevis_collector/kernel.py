@@ -254,7 +254,7 @@ def _compile_in_child(request: dict) -> tuple[dict, list[int]]:
                                      pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
         finally:
             theirs.close()
-        message, fds = b"", []
+        message, fds = b"", list[int]()
         try:
             ours.sendall(json.dumps(request).encode())
             message, fds, _flags, _addr = socket.recv_fds(ours, 1 << 16, _MAX_FDS)

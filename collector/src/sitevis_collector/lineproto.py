@@ -152,7 +152,7 @@ def _line(point: Point, end: str) -> str:
     values = tag_values(tags)
     fvalues = tuple(fields.values())
     ints = (set(map(type, fvalues)) == _INT_ONLY
-            and min(fvalues) >= _INT64_MIN and max(fvalues) <= _INT64_MAX)
+            and min(fvalues) >= _INT64_MIN and max(fvalues) <= _INT64_MAX)  # type: ignore[operator]
     if ints and all(values) and type(time_ns) is int:   # the common case, e.g. every flow point
         return template % (*map(esc, values), *fvalues, time_ns, end)
     tag_text = "".join([p + esc(v) for p, v in zip(tag_prefixes, values, strict=True) if v])

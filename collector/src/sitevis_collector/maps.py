@@ -12,6 +12,7 @@ import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from sitevis_collector import bpfsys
 
@@ -30,7 +31,7 @@ class MapLayoutError(Exception):
     """The map in the kernel does not have the layout the collector expects."""
 
 
-def _percpu_leaf(value_type: type, ncpus: int) -> type:
+def _percpu_leaf(value_type: Any, ncpus: int) -> Any:
     """The kernel copies a per-CPU value as ncpus slots of value_size rounded up to 8."""
     size = ct.sizeof(value_type)
     if size % 8:
@@ -88,7 +89,8 @@ class BpfMap:
 
     def keys(self) -> list:
         """Every key present now (a snapshot: the map may change meanwhile)."""
-        found, key = [], None
+        found: list = []
+        key = None
         while True:
             next_key = self.Key()
             res = bpfsys.elem(bpfsys.MAP_GET_NEXT_KEY, self.map_fd, key, next_key)

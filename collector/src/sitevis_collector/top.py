@@ -35,9 +35,10 @@ def flow_table(agent: Agent, seconds: float, rows: int) -> Table:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for p in points[:rows]:
         t = p.tags
+        size, packets = int(p.fields["bytes"]), int(p.fields["packets"])
         table.add_row(t["iface"], t["dir"], t["src"], t["dst"], t["service"],
-                      human_rate(8 * p.fields["bytes"] / seconds, "b/s"),
-                      human_rate(p.fields["packets"] / seconds, "p/s"))
+                      human_rate(8 * size / seconds, "b/s"),
+                      human_rate(packets / seconds, "p/s"))
     return table
 
 
