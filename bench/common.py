@@ -25,9 +25,9 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(REPO) not in sys.path:  # tests.harness lives at the repository root
     sys.path.insert(0, str(REPO))
 
-from sitevis_collector.bpfstats import enabled_stats  # noqa: E402
-from sitevis_collector.tcx import link as tcx_link  # noqa: E402
-from sitevis_collector.tcx import tcx_available  # noqa: E402
+from sitevis_collector.hooks.tcx import link as tcx_link  # noqa: E402
+from sitevis_collector.hooks.tcx import tcx_available  # noqa: E402
+from sitevis_collector.kernel.bpfstats import enabled_stats  # noqa: E402
 
 from tests.harness.netns import Host, HostPair, create_pair, destroy_pair  # noqa: E402
 
@@ -398,7 +398,7 @@ def default_config(url: str = "http://127.0.0.1:8086", **extra: object):
 
 def sitevis_settings(cfg=None, **override):
     """KernelSettings as the collector derives them from its config (defaults)."""
-    from sitevis_collector.kernel import KernelSettings
+    from sitevis_collector.kernel.program import KernelSettings
 
     cfg = cfg or default_config()
     values = {"table_size": cfg.flow_table_size, "sample_rate": cfg.sample_rate,
@@ -479,8 +479,8 @@ class Sitevis:
     (hooks_for: tcx links where the kernel has tcx, else clsact filters)."""
 
     def __init__(self, the_lab: Lab, settings=None) -> None:
-        from sitevis_collector.drain import Drainer
-        from sitevis_collector.kernel import FlowProgram
+        from sitevis_collector.kernel.drain import Drainer
+        from sitevis_collector.kernel.program import FlowProgram
 
         self.lab = the_lab
         self.program = FlowProgram(settings or sitevis_settings())
@@ -497,7 +497,7 @@ class Sitevis:
 
     def attach(self, host: Host, directions: tuple[str, ...]) -> Callable[[], None]:
         """Our program on host's veth (the given directions); returns its remover."""
-        from sitevis_collector.kernel import hooks_for
+        from sitevis_collector.hooks import hooks_for
 
         hooks = self._hooks.get(host.netns)
         if hooks is None:

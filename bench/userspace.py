@@ -62,11 +62,12 @@ def child(spec: dict) -> dict:
 
     from pyroute2 import NetNS
     from sitevis_collector.agent import release_freed_heap
-    from sitevis_collector.aggregate import iter_points
-    from sitevis_collector.attach import read_counters
-    from sitevis_collector.delivery import InfluxWriter
-    from sitevis_collector.drain import Drainer
-    from sitevis_collector.kernel import FlowProgram, hooks_for
+    from sitevis_collector.export.aggregate import iter_points
+    from sitevis_collector.export.delivery import InfluxWriter
+    from sitevis_collector.hooks import hooks_for
+    from sitevis_collector.hooks.interfaces import read_counters
+    from sitevis_collector.kernel.drain import Drainer
+    from sitevis_collector.kernel.program import FlowProgram
 
     from tests.harness.netns import Host
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sitevis_collector.bpfstats import enabled_stats
+from sitevis_collector.kernel.bpfstats import enabled_stats
 
 from dashboards import box_detail, collector_health, flow_explorer, site_overview
 from sitevis import overview

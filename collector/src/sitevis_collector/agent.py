@@ -13,21 +13,20 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-from sitevis_collector import instances
-from sitevis_collector.aggregate import CounterDeltas, iter_points
-from sitevis_collector.attach import AttachManager, Counters, list_interfaces, read_counters
-from sitevis_collector.bpfstats import NsPerPacket
 from sitevis_collector.config import Config
-from sitevis_collector.drain import Drainer
-from sitevis_collector.kernel import (
-    ClaimedByPeerError,
-    FlowProgram,
-    InterfaceGoneError,
-    KernelError,
-    KernelSettings,
-    hooks_for,
+from sitevis_collector.errors import ClaimedByPeerError, InterfaceGoneError, KernelError
+from sitevis_collector.export.aggregate import CounterDeltas, iter_points
+from sitevis_collector.export.lineproto import Point
+from sitevis_collector.hooks import hooks_for, instances
+from sitevis_collector.hooks.interfaces import (
+    AttachManager,
+    Counters,
+    list_interfaces,
+    read_counters,
 )
-from sitevis_collector.lineproto import Point
+from sitevis_collector.kernel.bpfstats import NsPerPacket
+from sitevis_collector.kernel.drain import Drainer
+from sitevis_collector.kernel.program import FlowProgram, KernelSettings
 from sitevis_collector.records import DrainResult
 
 log = logging.getLogger("sitevis_collector.agent")

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 from sitevis_collector import __version__
 from sitevis_collector.config import Config, ConfigError, load_config
-from sitevis_collector.kernel import KernelError
-from sitevis_collector.spool import SpoolUnusable
+from sitevis_collector.errors import KernelError
+from sitevis_collector.export.spool import SpoolUnusable
 
 log = logging.getLogger("sitevis_collector")
 
@@ -35,7 +35,7 @@ def _stop_on_signals() -> threading.Event:
 
 def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
     from sitevis_collector.agent import Agent, run_loop
-    from sitevis_collector.delivery import InfluxWriter
+    from sitevis_collector.export.delivery import InfluxWriter
 
     writer = InfluxWriter(cfg.influxdb, cfg.spool)
     stop = _stop_on_signals()
@@ -64,7 +64,7 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
 
 def cmd_once(cfg: Config, args: argparse.Namespace) -> int:
     from sitevis_collector.agent import Agent
-    from sitevis_collector.lineproto import encode
+    from sitevis_collector.export.lineproto import encode
 
     stop = _stop_on_signals()
     agent = Agent(cfg)
@@ -79,7 +79,7 @@ def cmd_once(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_check(cfg: Config, args: argparse.Namespace) -> int:
-    from sitevis_collector.readiness import run_all
+    from sitevis_collector.commands.readiness import run_all
 
     if args.config_only:
         print(f"{cfg.source}: config ok")
@@ -94,21 +94,21 @@ def cmd_check(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_top(cfg: Config, args: argparse.Namespace) -> int:
-    from sitevis_collector.top import run_top
+    from sitevis_collector.commands.top import run_top
 
     return run_top(cfg, refresh=args.refresh, rows=args.rows, stop=_stop_on_signals(),
                    iterations=args.iterations)
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    from sitevis_collector.cleanup import remove_all
+    from sitevis_collector.hooks.cleanup import remove_all
 
     removed = remove_all(args.interface, force=args.force)
     for ifname, count in sorted(removed.items()):
         print(f"{ifname}: removed {count} sitevis filter(s)")
     print(f"cleanup: {sum(removed.values())} removed from {len(removed)} interface(s)")
     if not args.force:
-        from sitevis_collector.cleanup import list_attached
+        from sitevis_collector.hooks.cleanup import list_attached
 
         running = sorted({(ifname, owner) for ifname, _, _, owner in
                           list_attached(args.interface) if owner.startswith("pid ")})
@@ -119,7 +119,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 
 def cmd_hooks(args: argparse.Namespace) -> int:
-    from sitevis_collector.cleanup import list_attached
+    from sitevis_collector.hooks.cleanup import list_attached
 
     found = list_attached(args.interface)
     for ifname, direction, mechanism, owner in found:

@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from sitevis_collector.attach import AttachManager, list_interfaces, read_counters
+from sitevis_collector.hooks.interfaces import AttachManager, list_interfaces, read_counters
 
 _out_lock = threading.Lock()
 

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import yaml
-from sitevis_collector import bpfsys
+from sitevis_collector.hooks.tcx import chain, tcx_available
+from sitevis_collector.kernel import bpfsys
 from sitevis_collector.records import EGRESS, INGRESS
-from sitevis_collector.tcx import chain, tcx_available
 
 from tests.harness.influx import InfluxServer
 from tests.harness.netns import Host, HostLink

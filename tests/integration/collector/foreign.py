@@ -86,7 +86,7 @@ class ForeignTcx:
     def __init__(self, host: Host, ifindex: int, direction: str, func: str = "foreign_count",
                  first: bool = False) -> None:
         from bcc import BPF
-        from sitevis_collector.tcx import link
+        from sitevis_collector.hooks.tcx import link
 
         self.bpf = BPF(text=SOURCE.encode(), cflags=["-DVLAN_ID=100"])
         fd = self.bpf.load_func(func.encode(), BPF.SCHED_CLS).fd

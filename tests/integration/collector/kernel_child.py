@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 import time
 
-from sitevis_collector import instances
-from sitevis_collector.kernel import FlowProgram, KernelSettings, hooks_for
+from sitevis_collector.hooks import hooks_for, instances
+from sitevis_collector.kernel.program import FlowProgram, KernelSettings
 
 
 def main() -> None:

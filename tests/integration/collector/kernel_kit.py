@@ -12,8 +12,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sitevis_collector.drain import Drainer
-from sitevis_collector.kernel import FlowProgram, KernelSettings, hooks_for
+from sitevis_collector.hooks import hooks_for
+from sitevis_collector.kernel.drain import Drainer
+from sitevis_collector.kernel.program import FlowProgram, KernelSettings
 from sitevis_collector.records import INGRESS, DrainResult
 
 from tests.harness.netns import Host, HostPair

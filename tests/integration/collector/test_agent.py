@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sitevis_collector.tcx import tcx_available
+from sitevis_collector.hooks.tcx import tcx_available
 
 from tests.harness.influx import InfluxServer
 from tests.harness.netns import HostLink

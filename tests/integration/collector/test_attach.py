@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sitevis_collector.attach import Counters, Patterns
+from sitevis_collector.hooks.interfaces import Counters, Patterns
 
 REPO = Path(__file__).resolve().parents[3]
 _ns_counter = itertools.count(1)

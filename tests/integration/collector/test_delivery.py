@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 from sitevis_collector.config import parse_config
-from sitevis_collector.delivery import InfluxWriter, split_batches
-from sitevis_collector.lineproto import Point, encode_lines
-from sitevis_collector.spool import SpoolUnusable
+from sitevis_collector.export.delivery import InfluxWriter, split_batches
+from sitevis_collector.export.lineproto import Point, encode_lines
+from sitevis_collector.export.spool import SpoolUnusable
 
 from tests.harness.influx import InfluxServer, find_influxd
 
@@ -148,8 +148,8 @@ def test_spool_replays_in_order_in_a_new_writer(influxdb: InfluxServer, make_wri
 CRASHING_WRITER = """
 import sys, time
 from sitevis_collector.config import parse_config
-from sitevis_collector.delivery import InfluxWriter
-from sitevis_collector.lineproto import Point
+from sitevis_collector.export.delivery import InfluxWriter
+from sitevis_collector.export.lineproto import Point
 url, spool = sys.argv[1], sys.argv[2]
 cfg = parse_config({"site": "t", "influxdb": {"url": url, "database": "sitevis",
                     "retry_initial": 0.05, "retry_max": 0.1}, "spool": {"dir": spool}})
@@ -190,7 +190,7 @@ def test_spool_replays_in_order_after_a_crash(influxdb: InfluxServer, make_write
 
 def test_4xx_is_not_retried_and_is_counted(influxdb: InfluxServer, make_writer, caplog):
     writer = make_writer(influxdb.url, db="does_not_exist")
-    with caplog.at_level(logging.ERROR, logger="sitevis_collector.delivery"):
+    with caplog.at_level(logging.ERROR, logger="sitevis_collector.export.delivery"):
         writer.submit(interval_points(0, 10))
         assert writer.flush(10)                  # done: nothing left to deliver
         time.sleep(0.5)                          # ten backoff periods: no retry happens

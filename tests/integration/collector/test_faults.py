@@ -12,10 +12,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from sitevis_collector import bpfsys
-from sitevis_collector.kernel import FLOW_PROGRAM_NAMES
+from sitevis_collector.hooks.tcx import chain
+from sitevis_collector.kernel import bpfsys
+from sitevis_collector.kernel.program import FLOW_PROGRAM_NAMES
 from sitevis_collector.records import EGRESS, INGRESS
-from sitevis_collector.tcx import chain
 
 from tests.harness.influx import InfluxServer
 from tests.harness.netns import HostLink

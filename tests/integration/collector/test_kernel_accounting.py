@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sitevis_collector.kernel import KernelSettings
+from sitevis_collector.kernel.program import KernelSettings
 from sitevis_collector.records import EGRESS, INGRESS, DrainResult, FlowKey
 
 from tests.harness.netns import Host, HostPair

@@ -9,14 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from sitevis_collector.kernel import (
-    CompileError,
-    FlowProgram,
-    KernelError,
-    KernelSettings,
-    UnsupportedError,
-    check_kernel_version,
-)
+from sitevis_collector.errors import CompileError, KernelError, UnsupportedError
+from sitevis_collector.kernel.program import FlowProgram, KernelSettings, check_kernel_version
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -76,7 +70,7 @@ def test_a_renumbered_counter_is_caught(bcc_ready, tmp_path: Path):
 
 
 def test_a_dying_compiler_child_is_a_clear_error(bcc_ready, tmp_path: Path, monkeypatch):
-    from sitevis_collector import kernel
+    from sitevis_collector.kernel import program as kernel
 
     crash = tmp_path / "crash.py"
     crash.write_text("import os\nos._exit(3)\n")
@@ -97,7 +91,8 @@ def test_bad_settings_are_refused_before_compiling(settings, complaint):
 
 def test_without_capabilities_a_clear_privileges_error(bcc_ready):
     """Root without capabilities (empty bounding set), as a badly written unit would run."""
-    code = ("from sitevis_collector.kernel import FlowProgram, NoPrivilegesError\n"
+    code = ("from sitevis_collector.errors import NoPrivilegesError\n"
+            "from sitevis_collector.kernel.program import FlowProgram\n"
             "try:\n    FlowProgram()\nexcept NoPrivilegesError as e:\n    print('ERR', e)\n")
     out = subprocess.run(["setpriv", "--bounding-set=-all", "--inh-caps=-all",
                           sys.executable, "-c", code], capture_output=True, text=True,

@@ -10,9 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sitevis_collector.kernel import FlowProgram, KernelError, KernelSettings, hooks_for
+from sitevis_collector.errors import KernelError
+from sitevis_collector.hooks import hooks_for
+from sitevis_collector.hooks.clsact import TC_HANDLE, TC_PRIORITY
+from sitevis_collector.kernel.program import FlowProgram, KernelSettings
 from sitevis_collector.records import INGRESS
-from sitevis_collector.tc import TC_HANDLE, TC_PRIORITY
 
 from tests.harness.netns import Host, HostPair
 from tests.integration.collector.foreign import ForeignFilter

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from sitevis_collector.kernel import KernelSettings
+from sitevis_collector.kernel.program import KernelSettings
 from sitevis_collector.records import EGRESS, INGRESS, FlowKey
 
 from tests.harness.netns import HostPair

@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sitevis_collector import instances
-from sitevis_collector.kernel import ClaimedByPeerError, FlowProgram, KernelSettings, hooks_for
-from sitevis_collector.tcx import tcx_available
+from sitevis_collector.errors import ClaimedByPeerError
+from sitevis_collector.hooks import hooks_for, instances
+from sitevis_collector.hooks.tcx import tcx_available
+from sitevis_collector.kernel.program import FlowProgram, KernelSettings
 
 from tests.harness.netns import HostPair
 from tests.integration.collector.kernel_kit import (

@@ -6,8 +6,8 @@ import math
 from collections.abc import Iterator
 
 import pytest
-from sitevis_collector.kernel import KernelSettings
-from sitevis_collector.maps import possible_cpus
+from sitevis_collector.kernel.maps import possible_cpus
+from sitevis_collector.kernel.program import KernelSettings
 from sitevis_collector.records import INGRESS
 
 from tests.harness.netns import HostPair

@@ -19,15 +19,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sitevis_collector import readiness
-from sitevis_collector.readiness import FAIL, OK, SKIP, CheckResult
+from sitevis_collector.commands import readiness
+from sitevis_collector.commands.readiness import FAIL, OK, SKIP, CheckResult
 
 from tests.harness.influx import InfluxServer, free_port
 
 REPO = Path(__file__).resolve().parents[3]
 RUN_CHECKS = """
 import json, sys
-from sitevis_collector.readiness import run_all
+from sitevis_collector.commands.readiness import run_all
 url = sys.argv[1] if len(sys.argv) > 1 else None
 print(json.dumps([[r.name, r.status, r.detail] for r in run_all(url, timeout=1)]))
 """
@@ -142,7 +142,7 @@ def test_unreadable_kernel_headers_are_told_apart_from_missing_ones(tmp_path: Pa
     (tmp_path / "9.9.9/build/include/linux").mkdir(parents=True)
     (tmp_path / "9.9.9/build/include/linux/kconfig.h").write_text("")
     (tmp_path / "9.9.9").chmod(0o000)
-    code = ("from pathlib import Path; from sitevis_collector.readiness import "
+    code = ("from pathlib import Path; from sitevis_collector.commands.readiness import "
             f"check_kernel_headers as c; print(c('9.9.9', Path({str(tmp_path)!r})).line())")
     try:
         denied = subprocess.run(["setpriv", "--bounding-set=-all", "--inh-caps=-all",
@@ -221,7 +221,7 @@ def test_with_only_the_needed_capabilities_tc_is_skipped_not_failed(root_with_bc
 
 def test_tc_check_on_a_named_interface_leaves_nothing_behind(root_with_bcc, host_pair) -> None:
     host = host_pair.left
-    code = ("from sitevis_collector.readiness import check_tc_attach; "
+    code = ("from sitevis_collector.commands.readiness import check_tc_attach; "
             f"r = check_tc_attach({host.ifname!r}); print(r.status, r.detail)")
     out = host.exec(sys.executable, "-c", code).stdout
     assert out.startswith("ok ") and host.ifname in out

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from sitevis_collector.config import parse_config
-from sitevis_collector.delivery import InfluxWriter
-from sitevis_collector.lineproto import Point, encode_lines
+from sitevis_collector.export.delivery import InfluxWriter
+from sitevis_collector.export.lineproto import Point, encode_lines
 
 from tests.harness.influx import InfluxServer
 

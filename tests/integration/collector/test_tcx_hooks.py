@@ -9,10 +9,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from sitevis_collector import bpfsys
-from sitevis_collector.kernel import FlowProgram, KernelSettings, hooks_for
+from sitevis_collector.hooks import hooks_for
+from sitevis_collector.hooks.tcx import TcxHooks, chain, tcx_available
+from sitevis_collector.kernel import bpfsys
+from sitevis_collector.kernel.program import FlowProgram, KernelSettings
 from sitevis_collector.records import EGRESS, INGRESS
-from sitevis_collector.tcx import TcxHooks, chain, tcx_available
 
 from tests.harness.netns import Host, HostPair
 from tests.harness.tools import tool

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from sitevis_collector import instances
-from sitevis_collector.tcx import tcx_available
+from sitevis_collector.hooks import instances
+from sitevis_collector.hooks.tcx import tcx_available
 
 from tests.harness.influx import InfluxServer
 from tests.harness.netns import HostLink, create_link, destroy_link

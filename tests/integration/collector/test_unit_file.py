@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sitevis_collector.tcx import tcx_available
+from sitevis_collector.hooks.tcx import tcx_available
 
 REPO = Path(__file__).resolve().parents[3]
 UNIT = REPO / "collector" / "packaging" / "sitevis-collector.service"
@@ -26,7 +26,7 @@ EXEC_START = "/opt/sitevis-collector/venv/bin/sitevis-collector"
 PROBE = """
 import sys
 from pyroute2 import IPRoute
-from sitevis_collector.readiness import BPF_STATS, attach_probe, load_probe
+from sitevis_collector.commands.readiness import BPF_STATS, attach_probe, load_probe
 try:
     bpf, fd = load_probe()
     with IPRoute() as ipr:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from sitevis_collector.aggregate import (
+from sitevis_collector.config import Config, parse_config
+from sitevis_collector.export.aggregate import (
     CounterDeltas,
     KernelDelta,
     aggregate,
@@ -13,8 +14,7 @@ from sitevis_collector.aggregate import (
     packet_points,
     service_name,
 )
-from sitevis_collector.config import Config, parse_config
-from sitevis_collector.lineproto import encode
+from sitevis_collector.export.lineproto import encode
 from sitevis_collector.records import DrainResult, FlowCounters, FlowKey, PacketSample
 
 END = 1_800_000_000_000_000_000

@@ -6,9 +6,9 @@ import ctypes as ct
 import ipaddress
 
 import pytest
-from sitevis_collector import drain
+from sitevis_collector.kernel import drain
+from sitevis_collector.kernel.structs import FlowKeyRaw, FlowValRaw
 from sitevis_collector.records import DrainResult
-from sitevis_collector.structs import FlowKeyRaw, FlowValRaw
 
 Value = FlowValRaw
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sitevis_collector import kernel
 from sitevis_collector.config import parse_config
-from sitevis_collector.kernel import KernelSettings
+from sitevis_collector.kernel import program as kernel
+from sitevis_collector.kernel.program import KernelSettings
 
 
 def test_sample_rate_limit_is_per_box_and_split_over_the_online_cpus(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sitevis_collector.lineproto import Point, encode, encode_lines
+from sitevis_collector.export.lineproto import Point, encode, encode_lines
 
 
 def line(tags=None, fields=None, measurement="m", ts=7) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sitevis_collector.spool import Batch, Spool
+from sitevis_collector.export.spool import Batch, Spool
 
 
 def batch(tag: bytes, size: int = 100, points: int = 1) -> Batch:

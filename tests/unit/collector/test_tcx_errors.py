@@ -5,13 +5,13 @@ from __future__ import annotations
 import errno
 
 import pytest
-from sitevis_collector.kernel import (
+from sitevis_collector.errors import (
     InterfaceGoneError,
     KernelError,
     NoPrivilegesError,
     UnsupportedError,
 )
-from sitevis_collector.tcx import _error
+from sitevis_collector.hooks.tcx import _error
 
 
 @pytest.mark.parametrize(("code", "kind", "words"), [

@@ -30,8 +30,8 @@ from collections.abc import Iterable, Iterator
 
 from sitevis_collector import __version__
 from sitevis_collector.config import InfluxConfig, SpoolConfig
-from sitevis_collector.lineproto import Point, encode_line
-from sitevis_collector.spool import Batch, Spool
+from sitevis_collector.export.lineproto import Point, encode_line
+from sitevis_collector.export.spool import Batch, Spool
 
 log = logging.getLogger(__name__)
 

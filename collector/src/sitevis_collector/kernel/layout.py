@@ -10,7 +10,7 @@ import ctypes as ct
 import re
 from pathlib import Path
 
-from sitevis_collector.structs import COUNTERS, MAP_TYPES
+from sitevis_collector.kernel.structs import COUNTERS, MAP_TYPES
 
 TYPES_HEADER = "sitevis_types.h"
 Layout = list[list]  # [[field name, offset, size], ...]; [["", 0, size]] for a scalar

@@ -24,8 +24,17 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from sitevis_collector import bpfsys
-from sitevis_collector.kernel import FlowProgram
+from sitevis_collector.kernel import bpfsys
+from sitevis_collector.kernel.program import FlowProgram
+from sitevis_collector.kernel.ringbuf import RingBuffer
+from sitevis_collector.kernel.structs import (
+    CNT_OVERFLOW,
+    CNT_RATE_LIMITED,
+    CNT_RINGBUF_LOST,
+    CNT_TRUNCATED,
+    CNT_UNACCOUNTED,
+    SampleRaw,
+)
 from sitevis_collector.records import (
     EGRESS,
     INGRESS,
@@ -33,15 +42,6 @@ from sitevis_collector.records import (
     FlowCounters,
     FlowKey,
     PacketSample,
-)
-from sitevis_collector.ringbuf import RingBuffer
-from sitevis_collector.structs import (
-    CNT_OVERFLOW,
-    CNT_RATE_LIMITED,
-    CNT_RINGBUF_LOST,
-    CNT_TRUNCATED,
-    CNT_UNACCOUNTED,
-    SampleRaw,
 )
 
 DIRECTIONS = (INGRESS, EGRESS)  # index = dir field in the kernel

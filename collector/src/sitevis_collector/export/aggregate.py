@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from sitevis_collector.config import Config
-from sitevis_collector.lineproto import FieldValue, Point
+from sitevis_collector.export.lineproto import FieldValue, Point
 from sitevis_collector.records import DrainResult, FlowCounters, FlowKey, PacketSample
 
 FLOW = "flow"

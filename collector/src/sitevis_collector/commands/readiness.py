@@ -20,12 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sitevis_collector import bpfsys, capabilities
-from sitevis_collector.capabilities import (
-    CAP_NAMES,
-    CAP_SYS_ADMIN,
-    CAPS_FIX,
-)
+from sitevis_collector.kernel import bpfsys, capabilities
+from sitevis_collector.kernel.capabilities import CAP_NAMES, CAP_SYS_ADMIN, CAPS_FIX
 
 OK, FAIL, SKIP = "ok", "fail", "skip"
 
@@ -266,7 +262,7 @@ def attach_probe(ipr: Any, ifindex: int, fd: int, netns: str | None = None) -> b
 
 
 def _tcx_probe(ifindex: int, fd: int, netns: str | None) -> bool:
-    from sitevis_collector.tcx import ATTACH_TYPES, link, tcx_available
+    from sitevis_collector.hooks.tcx import ATTACH_TYPES, link, tcx_available
 
     if not tcx_available(netns):
         return False

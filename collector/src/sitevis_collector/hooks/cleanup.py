@@ -10,12 +10,12 @@ import fnmatch
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sitevis_collector import instances
-from sitevis_collector.attach import Interface, list_interfaces
-from sitevis_collector.kernel import InterfaceGoneError, KernelError
-from sitevis_collector.tc import TcHooks
-from sitevis_collector.tcx import TcxHooks, tcx_available
-from sitevis_collector.xdp import XdpHooks
+from sitevis_collector.errors import InterfaceGoneError, KernelError
+from sitevis_collector.hooks import instances
+from sitevis_collector.hooks.clsact import TcHooks
+from sitevis_collector.hooks.interfaces import Interface, list_interfaces
+from sitevis_collector.hooks.tcx import TcxHooks, tcx_available
+from sitevis_collector.hooks.xdp import XdpHooks
 
 
 @dataclass(frozen=True)

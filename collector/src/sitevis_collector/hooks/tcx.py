@@ -18,19 +18,18 @@ from __future__ import annotations
 import errno
 import os
 
-from sitevis_collector import bpfsys
-from sitevis_collector.hookset import Found, HookSet
-from sitevis_collector.kernel import (
-    FLOW_PROGRAM_NAMES,
-    FlowProgram,
+from sitevis_collector.errors import (
     InterfaceGoneError,
     KernelError,
     NoPrivilegesError,
     UnsupportedError,
 )
-from sitevis_collector.netns import call_in_netns
+from sitevis_collector.hooks.base import Found, HookSet
+from sitevis_collector.hooks.clsact import TcHooks
+from sitevis_collector.hooks.netns import call_in_netns
+from sitevis_collector.kernel import bpfsys
+from sitevis_collector.kernel.program import FLOW_PROGRAM_NAMES, FlowProgram
 from sitevis_collector.records import EGRESS, INGRESS
-from sitevis_collector.tc import TcHooks
 
 ATTACH_TYPES = {INGRESS: bpfsys.TCX_INGRESS, EGRESS: bpfsys.TCX_EGRESS}
 _LOOPBACK_IFINDEX = 1  # in every network namespace

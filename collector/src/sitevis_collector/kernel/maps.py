@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sitevis_collector import bpfsys
+from sitevis_collector.kernel import bpfsys
 
 
 def possible_cpus() -> int:

@@ -7,8 +7,8 @@ from __future__ import annotations
 from contextlib import suppress
 from typing import NamedTuple
 
-from sitevis_collector import instances
-from sitevis_collector.kernel import InterfaceGoneError
+from sitevis_collector.errors import InterfaceGoneError
+from sitevis_collector.hooks import instances
 
 
 class Found(NamedTuple):
@@ -27,7 +27,15 @@ class HookSet:
         self.attached: dict[int, tuple[str, ...]] = {}
         self.own_ids = own_ids  # this instance's programs (empty: cleanup, hooks)
 
+    def attach(self, ifindex: int, directions: tuple[str, ...]) -> None:
+        """Put this instance's program on the interface's hooks (idempotent)."""
+        raise NotImplementedError
+
     def detach(self, ifindex: int) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Let go of sockets (attached programs stay: detach_all takes them off)."""
         raise NotImplementedError
 
     def found(self, ifindex: int) -> list[Found]:

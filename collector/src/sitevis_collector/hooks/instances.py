@@ -26,8 +26,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sitevis_collector.attach import Patterns
-from sitevis_collector.kernel import KernelError
+from sitevis_collector.errors import KernelError
+from sitevis_collector.hooks.interfaces import Patterns
 
 RUN_DIR = Path(os.environ.get("SITEVIS_COLLECTOR_RUN_DIR", "/run/sitevis-collector"))
 _serial = itertools.count(1)  # several agents in one process (tests) register apart

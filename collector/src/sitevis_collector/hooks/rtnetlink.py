@@ -14,7 +14,7 @@ import os
 import socket
 import struct
 
-from sitevis_collector.netns import call_in_netns
+from sitevis_collector.hooks.netns import call_in_netns
 
 RTM_SETLINK = 19
 NLMSG_ERROR = 2

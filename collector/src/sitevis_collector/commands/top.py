@@ -10,8 +10,8 @@ from rich.live import Live
 from rich.table import Table
 
 from sitevis_collector.agent import Agent
-from sitevis_collector.aggregate import flow_points
 from sitevis_collector.config import Config
+from sitevis_collector.export.aggregate import flow_points
 
 
 def human_rate(value: float, unit: str) -> str:

@@ -12,10 +12,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from sitevis_collector import bpfsys, capabilities, layout
-from sitevis_collector.maps import BpfMap, MapLayoutError
-from sitevis_collector.records import EGRESS, INGRESS, TC_ATTACH_MODES
-from sitevis_collector.structs import MAP_TYPES, RINGBUF_MAP
+from sitevis_collector.errors import (
+    CompileError,
+    KernelError,
+    NoPrivilegesError,
+    UnsupportedError,
+)
+from sitevis_collector.kernel import bpfsys, capabilities, layout
+from sitevis_collector.kernel.maps import BpfMap, MapLayoutError
+from sitevis_collector.kernel.structs import MAP_TYPES, RINGBUF_MAP
+from sitevis_collector.records import EGRESS, INGRESS
 
 SOURCE_NAME = "sitevis.c"
 # The entry points' program names (FlowProgram.function_name): how any sitevis flow
@@ -23,33 +29,9 @@ SOURCE_NAME = "sitevis.c"
 # readiness probe) have other names and are never taken for one.
 FLOW_PROGRAM_NAMES = frozenset({"sitevis_ingress", "sitevis_egress", "sitevis_xdp"})
 INSTALLED_BPF_DIR = Path("/usr/share/sitevis-collector/bpf")
-# In a source checkout: <repo>/collector/src/sitevis_collector/kernel.py -> <repo>/bpf
-CHECKOUT_BPF_DIR = Path(__file__).resolve().parents[3] / "bpf"
+# In a source checkout: <repo>/collector/src/sitevis_collector/kernel/program.py -> <repo>/bpf
+CHECKOUT_BPF_DIR = Path(__file__).resolve().parents[4] / "bpf"
 
-
-
-class KernelError(Exception):
-    """A failure of the kernel side, with a one-line message for the user."""
-
-
-class NoPrivilegesError(KernelError):
-    pass
-
-
-class CompileError(KernelError):
-    pass
-
-
-class UnsupportedError(KernelError):
-    """The running kernel lacks something the program needs."""
-
-
-class ClaimedByPeerError(KernelError):
-    """A live sitevis-collector instance traces the interface: never taken from it."""
-
-
-class InterfaceGoneError(KernelError):
-    """The interface vanished while we attached to or detached from it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,20 +250,3 @@ def _compile_in_child(request: dict) -> tuple[dict, list[int]]:
         raise CompileError(f"the BPF compiler process ({_COMPILER.name}) ended "
                            f"without an answer (exit status {code})")
     return json.loads(message), fds
-
-
-def hooks_for(program: FlowProgram, netns: str | None = None, tc_attach: str = "auto"):
-    """XdpHooks, or for the tc hook TcxHooks (links, kernel >= 6.6) / TcHooks (clsact
-    filters): tc_attach "auto" takes tcx wherever the kernel has it."""
-    if program.hook == "xdp":
-        from sitevis_collector.xdp import XdpHooks
-
-        return XdpHooks(program, netns)
-    from sitevis_collector.tc import TcHooks
-    from sitevis_collector.tcx import TcxHooks, tcx_available
-
-    if tc_attach not in TC_ATTACH_MODES:
-        raise KernelError(f"tc_attach must be one of {', '.join(TC_ATTACH_MODES)}")
-    if tc_attach == "tcx" or (tc_attach == "auto" and tcx_available(netns)):
-        return TcxHooks(program, netns)
-    return TcHooks(program, netns)

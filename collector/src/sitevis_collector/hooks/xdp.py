@@ -10,20 +10,23 @@ import errno
 import os
 from contextlib import suppress
 
-from sitevis_collector import instances
-from sitevis_collector.bpfsys import prog_fd_by_id, prog_name
-from sitevis_collector.hookset import Found, HookSet
-from sitevis_collector.kernel import (
-    FLOW_PROGRAM_NAMES,
+from sitevis_collector.errors import (
     ClaimedByPeerError,
-    FlowProgram,
     InterfaceGoneError,
     KernelError,
     NoPrivilegesError,
     UnsupportedError,
 )
+from sitevis_collector.hooks import instances
+from sitevis_collector.hooks.base import Found, HookSet
+from sitevis_collector.hooks.rtnetlink import (
+    XDP_FLAGS_REPLACE,
+    XDP_FLAGS_UPDATE_IF_NOEXIST,
+    XdpSetter,
+)
+from sitevis_collector.kernel.bpfsys import prog_fd_by_id, prog_name
+from sitevis_collector.kernel.program import FLOW_PROGRAM_NAMES, FlowProgram
 from sitevis_collector.records import INGRESS
-from sitevis_collector.xdp_link import XDP_FLAGS_REPLACE, XDP_FLAGS_UPDATE_IF_NOEXIST, XdpSetter
 
 
 class ForeignProgramError(KernelError):

@@ -11,16 +11,17 @@ from __future__ import annotations
 import errno
 from contextlib import suppress
 
-from sitevis_collector import bpfsys, instances
-from sitevis_collector.hookset import Found, HookSet
-from sitevis_collector.kernel import (
+from sitevis_collector.errors import (
     ClaimedByPeerError,
-    FlowProgram,
     InterfaceGoneError,
     KernelError,
     NoPrivilegesError,
     UnsupportedError,
 )
+from sitevis_collector.hooks import instances
+from sitevis_collector.hooks.base import Found, HookSet
+from sitevis_collector.kernel import bpfsys
+from sitevis_collector.kernel.program import FlowProgram
 from sitevis_collector.records import EGRESS, INGRESS
 
 # Low priority number: we run before most filters, so a packet another filter

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from sitevis_collector.bpfsys import enable_stats_fd
+from sitevis_collector.kernel.bpfsys import enable_stats_fd
 
 STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
 

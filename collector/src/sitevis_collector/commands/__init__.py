@@ -1,0 +1,1 @@
+"""Operator commands beyond `run`: `check` (readiness) and `top`."""
