@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 from pathlib import Path
 
@@ -19,8 +20,12 @@ from dashboards import build, common, influxql
 from tests.harness import grafana as g
 
 REPO = Path(__file__).parents[2]
-# shared/ lies beside the checkout, for developers and CI alike.
-SCHEMA = REPO.resolve().parent / "shared" / "reference" / "grafana-dashboard.jsonschema.json"
+# Grafana's dashboard JSON schema is reference material, not part of this repository:
+# the team's reference folder (shared/) lies beside the checkout for developers and CI;
+# elsewhere point SITEVIS_GRAFANA_SCHEMA at a copy, or the schema test skips and says so.
+SCHEMA = Path(os.environ.get(
+    "SITEVIS_GRAFANA_SCHEMA",
+    REPO.resolve().parent / "shared" / "reference" / "grafana-dashboard.jsonschema.json"))
 GRAFANA_ROLE = REPO / "roles" / "grafana"
 GRAFANA_DEFAULTS = yaml.safe_load((GRAFANA_ROLE / "defaults/main.yml").read_text())
 BOARDS = sorted(build.OUT_DIR.glob("*.json"))
@@ -64,6 +69,9 @@ def test_sdk_round_trip_is_lossless_and_typed(path: Path):
 
 @pytest.mark.parametrize("path", BOARDS, ids=lambda p: p.stem)
 def test_json_validates_against_the_dashboard_schema(path: Path):
+    if not SCHEMA.is_file():
+        pytest.skip(f"Grafana's dashboard schema not found at {SCHEMA} (set "
+                    "SITEVIS_GRAFANA_SCHEMA to a copy of grafana-dashboard.jsonschema.json)")
     schema = json.loads(SCHEMA.read_text())
     jsonschema.Draft7Validator.check_schema(schema)
     board = json.loads(path.read_text())

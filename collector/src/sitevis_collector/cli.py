@@ -1,4 +1,5 @@
-"""sitevis-collector: run | check | once | top. User errors are one line and exit != 0."""
+"""sitevis-collector: run | check | once | top | hooks | cleanup. User errors are one line
+and exit != 0."""
 
 from __future__ import annotations
 
