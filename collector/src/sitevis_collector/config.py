@@ -17,7 +17,8 @@ from typing import Any
 
 import yaml
 
-from sitevis_collector.records import EGRESS, INGRESS, TC_ATTACH_MODES
+from sitevis_collector.hooks import TC_ATTACH_MODES
+from sitevis_collector.records import EGRESS, INGRESS
 
 DEFAULT_INCLUDE = ("*",)
 # Loopback never leaves the box; everything else (physical, bond, bridge, veth, VLAN)

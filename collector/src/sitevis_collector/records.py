@@ -10,8 +10,6 @@ from typing import NamedTuple
 
 INGRESS = "ingress"
 EGRESS = "egress"
-# How the tc hook is attached (config tc_attach): auto = tcx where the kernel has it.
-TC_ATTACH_MODES = ("auto", "tcx", "clsact")
 
 
 class FlowKey(NamedTuple):

@@ -8,7 +8,9 @@ from __future__ import annotations
 from sitevis_collector.errors import KernelError
 from sitevis_collector.hooks.base import HookSet
 from sitevis_collector.kernel.program import FlowProgram
-from sitevis_collector.records import TC_ATTACH_MODES
+
+# How the tc hook is attached (config tc_attach): auto = tcx where the kernel has it.
+TC_ATTACH_MODES = ("auto", "tcx", "clsact")
 
 
 def hooks_for(program: FlowProgram, netns: str | None = None,
