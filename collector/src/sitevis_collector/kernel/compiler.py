@@ -55,13 +55,14 @@ def compile_and_load(request: dict) -> tuple[dict, list[int], object]:
             leaf = table.Leaf
             if hasattr(leaf, "_length_"):  # a per-CPU map: BCC's value is one per CPU
                 leaf = leaf._type_
-            layouts[name] = {"key": _describe(table.Key), "leaf": _describe(leaf)}
+            layouts[name] = {"key": describe(table.Key), "leaf": describe(leaf)}
     return {"functions": request["functions"], "maps": maps, "layouts": layouts}, fds, bpf
 
 
-def _describe(ctype, prefix: str = "", base: int = 0) -> list:
-    """[[field, offset, size], ...] of the ctypes type BCC built from the C (nested
-    structs flattened as a.b): the collector compares it with its mirror (layout.py)."""
+def describe(ctype, prefix: str = "", base: int = 0) -> list:
+    """[[field, offset, size], ...] of a ctypes type, nested structs flattened as a.b:
+    BCC's types here, the collector's mirror in layout.py (the one definition, so both
+    sides are described alike; this file imports nothing of the collector)."""
     import ctypes
 
     fields = getattr(ctype, "_fields_", None)
@@ -71,7 +72,7 @@ def _describe(ctype, prefix: str = "", base: int = 0) -> list:
     for name, ftype, *_ in fields:
         desc = getattr(ctype, name)
         if getattr(ftype, "_fields_", None):
-            out += _describe(ftype, f"{prefix}{name}.", base + desc.offset)
+            out += describe(ftype, f"{prefix}{name}.", base + desc.offset)
         else:
             out.append([f"{prefix}{name}", base + desc.offset, desc.size])
     return out

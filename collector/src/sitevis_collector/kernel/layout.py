@@ -6,10 +6,10 @@ line naming the map, the struct and the field."""
 
 from __future__ import annotations
 
-import ctypes as ct
 import re
 from pathlib import Path
 
+from sitevis_collector.kernel.compiler import describe
 from sitevis_collector.kernel.structs import COUNTERS, MAP_TYPES
 
 TYPES_HEADER = "sitevis_types.h"
@@ -18,22 +18,6 @@ Layout = list[list]  # [[field name, offset, size], ...]; [["", 0, size]] for a 
 
 class LayoutMismatch(Exception):
     """The BPF source and the collector disagree about the contract."""
-
-
-def describe(ctype: type, prefix: str = "", base: int = 0) -> Layout:
-    """Every leaf field of a ctypes type with its absolute offset and size (nested
-    structs flattened as a.b); compiler.py builds the same from BCC's types."""
-    fields = getattr(ctype, "_fields_", None)
-    if not fields:
-        return [[prefix, base, ct.sizeof(ctype)]]
-    out: Layout = []
-    for name, ftype, *_ in fields:
-        desc = getattr(ctype, name)
-        if getattr(ftype, "_fields_", None):
-            out += describe(ftype, f"{prefix}{name}.", base + desc.offset)
-        else:
-            out.append([f"{prefix}{name}", base + desc.offset, desc.size])
-    return out
 
 
 def _first_difference(theirs: Layout, ours: Layout) -> str | None:
