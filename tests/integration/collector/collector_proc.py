@@ -112,6 +112,17 @@ def flow_packets(influx: InfluxServer, link: HostLink) -> list[dict]:
         f"AND src = '{link.peer.ip}' AND dst = '{link.ip}'", db="sitevis")
 
 
+
+def counts_once_and_leaves_nothing(proc: subprocess.Popen, influx: InfluxServer,
+                                   link: HostLink, count: int = 100) -> None:
+    """Send `count` packets to the running collector, SIGTERM it: it exits 0, every
+    packet is stored once, and no program of ours is left on the interface."""
+    send_udp(link.peer, link.ip, count)
+    rc, err = stop(proc)
+    assert rc == 0, err
+    assert [r["packets"] for r in flow_packets(influx, link)] == [count]
+    assert our_filters(link.ifname) == []
+
 STEADY_SENDER = """
 import socket, sys, time
 dst, port, rate = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])

@@ -17,6 +17,7 @@ from tests.harness.tools import tool
 from tests.integration.collector.collector_proc import (
     FRAME_BYTES,
     PORT,
+    counts_once_and_leaves_nothing,
     flow_packets,
     our_filters,
     send_udp,
@@ -67,11 +68,7 @@ def test_killed_collector_leaves_stale_filters_that_the_next_run_replaces(
     second = start(config)
     wait_attached(host_link.ifname, second, replacing=stale)
     assert len(our_filters(host_link.ifname)) == 2  # replaced, not doubled
-    send_udp(host_link.peer, host_link.ip, 100)
-    rc, err = stop(second)
-    assert rc == 0, err
-    assert [r["packets"] for r in flow_packets(influxdb, host_link)] == [100]
-    assert our_filters(host_link.ifname) == []
+    counts_once_and_leaves_nothing(second, influxdb, host_link)
 
 
 def test_killed_collector_in_tcx_mode_leaves_nothing_and_the_next_run_counts_once(
@@ -90,11 +87,7 @@ def test_killed_collector_in_tcx_mode_leaves_nothing_and_the_next_run_counts_onc
     second = start(config)
     wait_attached(host_link.ifname, second)
     assert len(our_filters(host_link.ifname)) == 2
-    send_udp(host_link.peer, host_link.ip, 100)
-    rc, err = stop(second)
-    assert rc == 0, err
-    assert [r["packets"] for r in flow_packets(influxdb, host_link)] == [100]
-    assert our_filters(host_link.ifname) == []
+    counts_once_and_leaves_nothing(second, influxdb, host_link)
 
 
 def test_once_prints_one_interval_of_line_protocol(bcc_ready, host_link: HostLink,
