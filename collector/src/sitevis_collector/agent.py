@@ -92,11 +92,15 @@ class Agent:
 
     # -- attach callbacks (attach manager's thread) ------------------------------------
 
-    def _older_peer_tracing(self, ifname: str) -> instances.Instance | None:
+    def _older_peer_tracing(self, ifname: str,
+                            peers: list[instances.Instance] | None = None
+                            ) -> instances.Instance | None:
         """A live instance started before this one whose patterns take the interface:
-        the interface is its (two collectors on one would count it twice)."""
+        the interface is its (two collectors on one would count it twice). peers: the
+        live instances, when the caller read them already."""
         me = self.registration.instance
-        return next((peer for peer in instances.live_instances()
+        live = instances.live_instances() if peers is None else peers
+        return next((peer for peer in live
                      if peer.older_than(me) and peer.traces(ifname, self._netns)), None)
 
     def _on_add(self, ifindex: int, ifname: str) -> None:
@@ -132,10 +136,11 @@ class Agent:
         """Attach to the matching interfaces; refuse (ClaimedByPeerError, nothing
         attached) when an interface we would take is already traced by a running
         instance."""
+        peers = instances.live_instances()  # read once, not per interface
         for iface in list_interfaces():
             if not self.manager.patterns.matches(iface.ifname):
                 continue
-            peer = self._older_peer_tracing(iface.ifname)
+            peer = self._older_peer_tracing(iface.ifname, peers)
             if peer is not None:
                 raise ClaimedByPeerError(
                     f"{iface.ifname} is already traced by {peer.describe()}: two "
