@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from sitevis_collector.config import Config
 from sitevis_collector.errors import ClaimedByPeerError, InterfaceGoneError, KernelError
-from sitevis_collector.export.aggregate import CounterDeltas, iter_points
+from sitevis_collector.export.aggregate import CounterDeltas, iter_points, new_budget
 from sitevis_collector.export.lineproto import Point
 from sitevis_collector.hooks import hooks_for, instances
 from sitevis_collector.hooks.interfaces import (
@@ -84,6 +84,8 @@ class Agent:
         self._gone: set[int] = set()
         self._kernel_prev: dict[int, Counters] = {}
         self._ns_per_packet = NsPerPacket()
+        # Which talkers keep their addresses: learnt across intervals (export/budget.py).
+        self.budget = new_budget(cfg)
         self.manager = AttachManager(
             self._on_add, self._on_remove,
             include=cfg.interfaces.include, exclude=cfg.interfaces.exclude,
@@ -233,7 +235,7 @@ class Agent:
         if ns is not None:
             fields["bpf_ns_per_packet"] = ns
         return iter_points(result, self.cfg, end_ns, kernel=kernel, stats=fields,
-                           consume=True)
+                           consume=True, budget=self.budget)
 
 
 def run_loop(agent: Agent, sink: Sink, stop: threading.Event,

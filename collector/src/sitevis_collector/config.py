@@ -7,6 +7,7 @@ Every user mistake becomes one ConfigError whose message is a single line:
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import math
 import re
 import socket
@@ -74,6 +75,25 @@ class SpoolConfig:
     max_bytes: int = 256 * MIB
 
 
+# Names an address class may not take: they mean something else in src/dst.
+RESERVED_CLASSES = ("other", "overflow")
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesConfig:
+    """The box's series budget (docs/schema.md "Series budget"): how many detailed talker
+    rows it keeps, how fast newcomers get in, and how the rest is folded."""
+
+    talkers: int = 200                  # detailed (address-carrying) rows kept at once
+    admissions_per_hour: int = 60       # newcomers let into that set per hour
+    services: int = 100                 # service names kept in folded rows
+    service_admissions_per_hour: int = 10
+    hysteresis: float = 2.0             # a newcomer must outscore the weakest by this factor
+    half_life: float = 600.0            # seconds for a talker's score to halve
+    # Address classes of folded rows: (name, network), first match wins; else "other".
+    prefixes: tuple[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network], ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     source: str
@@ -92,6 +112,7 @@ class Config:
     top_n: int
     service_port_bound: int
     bpf_dir: str | None
+    series: SeriesConfig = SeriesConfig()
 
 
 # --- schema walking -------------------------------------------------------------------
@@ -338,9 +359,66 @@ def _directions(sec: _Section, hook: str) -> tuple[str, ...]:
     return tuple(d for d in allowed if d in value)
 
 
+def _number(sec: _Section, name: str, default: float, *, minimum: float) -> float:
+    value = sec.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise sec.error(name, f"must be a number, got {_kind(value)}")
+    if not math.isfinite(value) or value < minimum:
+        raise sec.error(name, f"must be a number >= {minimum}, got {value}")
+    return float(value)
+
+
+_CLASS_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+
+
+def _prefixes(sec: _Section) -> tuple[tuple[str, ipaddress.IPv4Network
+                                          | ipaddress.IPv6Network], ...]:
+    """`prefixes: {name: [cidr, ...]}`: the address classes folded rows keep."""
+    value = sec.get("prefixes")
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise sec.error("prefixes", f"must be a mapping of name to a list of networks, "
+                                    f"got {_kind(value)}")
+    out = []
+    for name, networks in value.items():
+        where = f"prefixes.{name}"
+        if not isinstance(name, str) or not _CLASS_NAME.fullmatch(name) \
+                or name in RESERVED_CLASSES:
+            raise sec.error(where, "must be a name of letters, digits, '_', '.', '-' "
+                                   f"starting with a letter, not {list(RESERVED_CLASSES)}")
+        if not isinstance(networks, list) or not networks:
+            raise sec.error(where, f"must be a non-empty list of networks, got {_kind(networks)}")
+        for i, text in enumerate(networks):
+            try:
+                out.append((name, ipaddress.ip_network(str(text), strict=False)))
+            except ValueError:
+                raise sec.error(f"{where}[{i}]",
+                                f"must be a network like 198.18.0.0/15, got {text!r}") from None
+    return tuple(out)
+
+
+def _series(sec: _Section) -> SeriesConfig:
+    sec.check_keys(("talkers", "admissions_per_hour", "services",
+                    "service_admissions_per_hour", "hysteresis", "half_life", "prefixes"))
+    return SeriesConfig(
+        talkers=_int(sec, "talkers", 200, minimum=0, maximum=1_000_000),
+        admissions_per_hour=_int(sec, "admissions_per_hour", 60, minimum=0,
+                                 maximum=1_000_000),
+        services=_int(sec, "services", 100, minimum=0, maximum=100_000),
+        service_admissions_per_hour=_int(sec, "service_admissions_per_hour", 10,
+                                         minimum=0, maximum=100_000),
+        hysteresis=_number(sec, "hysteresis", 2.0, minimum=1.0),
+        half_life=_seconds(sec, "half_life", 600.0),
+        prefixes=_prefixes(sec),
+    )
+
+
 _TOP_KEYS = ("site", "box", "interfaces", "interval", "influxdb", "spool", "directions",
              "hook", "flow_table_size", "sample_rate", "sample_rate_limit", "top_n",
-             "service_port_bound", "bpf_dir", "tc_attach")
+             "service_port_bound", "bpf_dir", "tc_attach", "series")
 
 
 def parse_config(data: Any, source: str = "<config>", base: Path | None = None) -> Config:
@@ -380,6 +458,7 @@ def parse_config(data: Any, source: str = "<config>", base: Path | None = None) 
         top_n=_int(top, "top_n", 1000, minimum=1),
         service_port_bound=_int(top, "service_port_bound", 32768, minimum=1, maximum=65536),
         bpf_dir=bpf_dir,
+        series=_series(top.sub("series")),
     )
 
 

@@ -102,7 +102,8 @@ def test_top_n_keeps_the_largest_and_folds_the_rest_exactly():
     eth0 = {k: v for k, v in rows.items() if k[0] == "eth0"}
     kept = sorted(k[3] for k in eth0 if k[3] != "other")
     assert kept == ["10.0.1.10", "10.0.1.8", "10.0.1.9"]
-    other = eth0[("eth0", "egress", "other", "other", "other", "other")]
+    # The rest are folded, addresses gone, their (admitted) service kept.
+    other = eth0[("eth0", "egress", "tcp", "other", "other", "tcp/443")]
     assert other == {"packets": sum(range(1, 8)), "bytes": 1000 * sum(range(1, 8)),
                      "flows": 7, "tcp_flags": 0xFE}
     assert len(eth0) == 4
@@ -276,7 +277,11 @@ def test_every_point_of_an_interval_is_unique_and_stamped_with_its_end():
     assert flow_count == 10 + 1 + 10 + 1 + 1        # two groups of top 10 + other, overflow
     expected = {"flows_drained": 79, "flows_exported": flow_count,
                 "overflow_events": 3, "ringbuf_lost": 4, "truncated": 2,
-                "samples": 3, "points_written": 7, "bpf_ns_per_packet": 210.5}
+                "samples": 3, "points_written": 7, "bpf_ns_per_packet": 210.5,
+                # the series budget's figures: all 79 admitted in a first interval, the
+                # 59 rows past the top 10 of their group folded
+                "talkers_admitted": 79, "talker_admissions": 79,
+                "services_admitted": 2, "service_admissions": 2, "rows_folded": 59}
     optional = {"samples_rate_limited", "unaccounted"}     # newer DrainResult fields
     assert {k: v for k, v in me.fields.items() if k not in optional} == expected
     for p in points:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 from rich.console import Console
 from rich.live import Live
@@ -12,6 +13,7 @@ from rich.table import Table
 from sitevis_collector.agent import Agent
 from sitevis_collector.config import Config
 from sitevis_collector.export.aggregate import flow_points
+from sitevis_collector.export.budget import SeriesBudget
 
 
 def human_rate(value: float, unit: str) -> str:
@@ -24,7 +26,10 @@ def human_rate(value: float, unit: str) -> str:
 
 def flow_table(agent: Agent, seconds: float, rows: int) -> Table:
     result, _ = agent.drain()
-    points = flow_points(result, agent.cfg, time.time_ns())
+    # Nothing is stored here, so no series budget: every talker keeps its addresses.
+    everyone = SeriesBudget(replace(agent.cfg.series, talkers=len(result.flows)),
+                            agent.cfg.interval)
+    points = flow_points(result, agent.cfg, time.time_ns(), everyone)
     points.sort(key=lambda p: p.fields["bytes"], reverse=True)
     table = Table(title=f"{agent.cfg.box}: top flows over {seconds:.1f} s "
                         f"({len(points)} rows, {len(agent.attached)} interfaces)",

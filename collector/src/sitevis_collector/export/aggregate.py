@@ -7,12 +7,12 @@ replayed write overwrites itself and nothing else.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from sitevis_collector.config import Config
+from sitevis_collector.export.budget import OTHER, PORTED, Row, RowKey, SeriesBudget
 from sitevis_collector.export.lineproto import FieldValue, Point
 from sitevis_collector.records import DrainResult, FlowCounters, FlowKey, PacketSample
 
@@ -21,9 +21,7 @@ IFACE = "iface"
 PACKET = "packet"
 SELF = "sitevis_collector"
 
-PORTED = ("tcp", "udp", "sctp", "udplite", "dccp")
-# Rows folded by top-N, and in-kernel overflow buckets, use these in place of addresses.
-OTHER = "other"
+# In-kernel overflow buckets use this in place of addresses (folded rows: budget.py).
 OVERFLOW = "overflow"
 FRAGMENT = "fragment"
 EPHEMERAL = "ephemeral"
@@ -57,8 +55,8 @@ def service_name(key: FlowKey, port_bound: int) -> str:
 
 # (proto, src, dst, service) within one (iface, dir) -> [packets, bytes, flows, tcp_flags].
 # Plain lists: at 100k flows per interval a dataclass per row costs measurably more.
-_RowKey = tuple[str, str, str, str]
-_Row = list[int]
+_RowKey = RowKey
+_Row = Row
 P, B, F, T = range(4)
 
 
@@ -106,44 +104,28 @@ def _popping(flows: dict[FlowKey, FlowCounters]) -> Iterator[tuple[FlowKey, Flow
         yield popitem()
 
 
-def _rank(item: tuple[_RowKey, _Row]) -> tuple[int, int, _RowKey]:
-    # Largest bytes first, ties broken by packets, then by the key: a deterministic cut.
-    row = item[1]
-    return -row[B], -row[P], item[0]
+def new_budget(cfg: Config) -> SeriesBudget:
+    return SeriesBudget(cfg.series, cfg.interval)
 
 
-def _top_n(rows: dict[_RowKey, _Row], n: int) -> dict[_RowKey, _Row]:
-    """Keep the n largest rows by bytes; sum the rest into one 'other' row."""
-    if len(rows) <= n:
-        return rows
-    # A bounded heap instead of sorting every row: the first n of the same order.
-    kept = dict(heapq.nsmallest(n, rows.items(), key=_rank))
-    rest_p = rest_b = rest_f = rest_t = 0
-    for row_key, (packets, nbytes, flows, flags) in rows.items():
-        if row_key not in kept:
-            rest_p += packets
-            rest_b += nbytes
-            rest_f += flows
-            rest_t |= flags
-    kept[(OTHER, OTHER, OTHER, OTHER)] = [rest_p, rest_b, rest_f, rest_t]
-    return kept
-
-
-def flow_points(result: DrainResult, cfg: Config, end_ns: int) -> list[Point]:
-    return list(_flow_points(result, cfg, end_ns, _flow_rows(result, cfg.service_port_bound)))
+def flow_points(result: DrainResult, cfg: Config, end_ns: int,
+                budget: SeriesBudget | None = None) -> list[Point]:
+    """The flow points of one interval; without a budget, a fresh one (a first interval)."""
+    groups = _flow_rows(result, cfg.service_port_bound)
+    return list(_flow_points(result, cfg, end_ns, groups, budget or new_budget(cfg)))
 
 
 def _flow_points(result: DrainResult, cfg: Config, end_ns: int,
-                 groups: dict[tuple[str, str], dict[_RowKey, _Row]]) -> Iterator[Point]:
+                 groups: dict[tuple[str, str], dict[_RowKey, _Row]],
+                 budget: SeriesBudget) -> Iterator[Point]:
     site, box = cfg.site, cfg.box
     base = {"site": site, "box": box}
     written: dict[tuple[str, str], list[int]] = {}  # (iface, dir) -> [packets, bytes]
-    for ifname, direction in sorted(groups):
-        rows = groups.pop((ifname, direction))  # freed once its points are out
+    # Talkers the budget admitted keep their addresses; every other row is folded.
+    for (ifname, direction), rows in budget.fold(groups, cfg.top_n):
         sums = written.setdefault((ifname, direction), [0, 0])
         # Row order within a group does not matter to InfluxDB; not sorting saves time.
-        for (proto, src, dst, service), (packets, nbytes, flows, flags) in \
-                _top_n(rows, cfg.top_n).items():
+        for (proto, src, dst, service), (packets, nbytes, flows, flags) in rows.items():
             sums[0] += packets
             sums[1] += nbytes
             yield Point(FLOW,
@@ -290,28 +272,33 @@ def self_point(result: DrainResult, cfg: Config, end_ns: int, flows_exported: in
 
 def aggregate(result: DrainResult, cfg: Config, end_ns: int, *,
               kernel: Mapping[tuple[str, str], tuple[int, int]] | None = None,
-              stats: Mapping[str, FieldValue] | None = None) -> list[Point]:
+              stats: Mapping[str, FieldValue] | None = None,
+              budget: SeriesBudget | None = None) -> list[Point]:
     """All points of one interval: flow, iface, packet, then sitevis_collector."""
-    return list(iter_points(result, cfg, end_ns, kernel=kernel, stats=stats))
+    return list(iter_points(result, cfg, end_ns, kernel=kernel, stats=stats, budget=budget))
 
 
 def iter_points(result: DrainResult, cfg: Config, end_ns: int, *,
                 kernel: Mapping[tuple[str, str], tuple[int, int]] | None = None,
                 stats: Mapping[str, FieldValue] | None = None,
-                consume: bool = False) -> Iterator[Point]:
+                consume: bool = False,
+                budget: SeriesBudget | None = None) -> Iterator[Point]:
     """The points of aggregate(), one at a time, so a consumer can encode each and let it
     go: an interval of 100k flows never holds 100k points at once. consume=True also
-    empties result.flows while grouping (the caller must not need the flows after)."""
+    empties result.flows while grouping (the caller must not need the flows after).
+    budget: the box's series budget, kept across intervals (None: a fresh one)."""
     drained = len(result.flows)
+    budget = budget or new_budget(cfg)
     groups = _flow_rows(result, cfg.service_port_bound, consume)
     exported = 0
-    for point in _flow_points(result, cfg, end_ns, groups):
+    for point in _flow_points(result, cfg, end_ns, groups, budget):
         exported += 1
         yield point
     del groups
     yield from iface_points(result, cfg, end_ns, kernel)
     yield from packet_points(result.samples, cfg)
-    yield self_point(result, cfg, end_ns, exported, stats, flows_drained=drained)
+    yield self_point(result, cfg, end_ns, exported, {**budget.last, **(stats or {})},
+                     flows_drained=drained)
 
 
 @dataclass(slots=True)
