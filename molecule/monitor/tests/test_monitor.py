@@ -194,8 +194,9 @@ def continuous_queries(base: str) -> dict[str, str]:
 def test_continuous_queries_downsample_flow_and_iface_into_long(base):
     cqs = continuous_queries(base)
     assert set(cqs) == {"sitevis_flow_5m", "sitevis_iface_5m"}
-    for m in ("flow", "iface"):
-        expected = f"INTO sitevis.long.{m} FROM sitevis.raw.{m} GROUP BY time(5m), *"
+    # long keeps only bounded tags of flow (no addresses), every tag of iface.
+    for m, tags in (("flow", "site, box, iface, dir, proto, service"), ("iface", "*")):
+        expected = f"INTO sitevis.long.{m} FROM sitevis.raw.{m} GROUP BY time(5m), {tags} END"
         assert expected in cqs[f"sitevis_{m}_5m"]
     assert "RESAMPLE FOR 1h" in cqs["sitevis_iface_5m"]
 
