@@ -24,6 +24,9 @@ class BoxStatus:
     overflow_events: int = 0
     ringbuf_lost: int = 0
     write_errors: int = 0
+    refused: int = 0            # points InfluxDB refused (a limit, a type conflict)
+    refused_lost: int = 0       # of those, the ones whose counts could not be folded
+    talkers: int | None = None  # talkers the box's series budget keeps with addresses
     spool_bytes: int | None = None
 
     def age(self, now_ms: int) -> float | None:
@@ -63,13 +66,18 @@ def collect(influx: Influx, site: str | None, window: Duration,
     for s in influx.query(select(
             [aggregate("LAST", "interfaces_attached", "i"),
              aggregate("LAST", "spool_bytes", "spool"), aggregate("SUM", "overflow_events", "o"),
-             aggregate("SUM", "ringbuf_lost", "r"), aggregate("SUM", "write_errors", "w")],
+             aggregate("SUM", "ringbuf_lost", "r"), aggregate("SUM", "write_errors", "w"),
+             aggregate("SUM", "points_folded", "f"), aggregate("SUM", "points_rejected", "x"),
+             aggregate("LAST", "talkers_admitted", "t")],
             "sitevis_collector", recent, group_by=["box"])):
         row = dict(zip(s.columns, s.values[0], strict=True))
         b = box(s.tags["box"])
         b.interfaces, b.spool_bytes = row["i"], row["spool"]
         b.overflow_events, b.ringbuf_lost = row["o"] or 0, row["r"] or 0
         b.write_errors = row["w"] or 0
+        b.refused_lost = row["x"] or 0
+        b.refused = (row["f"] or 0) + b.refused_lost
+        b.talkers = row["t"]
     for s in influx.query(select([aggregate("SUM", "packets", "p"),
                                   aggregate("SUM", "kernel_packets", "k")],
                                  "iface", recent, group_by=["box"])):
@@ -83,8 +91,8 @@ def table(statuses: list[BoxStatus], title: str, stale_after: float = STALE_AFTE
           now_ms: int | None = None) -> Table:
     now_ms = now_ms or int(time.time() * 1000)
     out = Table(title=title, title_justify="left")
-    for name in ("box", "last seen", "interfaces", "coverage", "overflows", "ring lost",
-                 "write errors", "spool"):
+    for name in ("box", "last seen", "interfaces", "coverage", "talkers", "overflows",
+                 "ring lost", "write errors", "refused", "spool"):
         out.add_column(name, justify="left" if name == "box" else "right")
     for s in statuses:
         age = s.age(now_ms)
@@ -94,10 +102,17 @@ def table(statuses: list[BoxStatus], title: str, stale_after: float = STALE_AFTE
         coverage = "—" if s.coverage is None else f"{100 * s.coverage:.1f} %"
         if s.coverage is not None and s.coverage < 0.99:
             coverage = f"[yellow]{coverage}[/]"
+        # Refused points whose counts were folded into other rows lose addresses, not
+        # counts; the ones that could not be folded are lost (red).
+        refused = str(s.refused)
+        if s.refused_lost:
+            refused = f"[bold red]{s.refused} ({s.refused_lost} lost)[/]"
+        elif s.refused:
+            refused = f"[yellow]{s.refused} (folded)[/]"
         out.add_row(s.box, seen, str(s.interfaces if s.interfaces is not None else "—"),
-                    coverage, str(s.overflow_events), str(s.ringbuf_lost),
-                    str(s.write_errors),
-                    "—" if s.spool_bytes is None else f"{s.spool_bytes} B")
+                    coverage, "—" if s.talkers is None else str(s.talkers),
+                    str(s.overflow_events), str(s.ringbuf_lost), str(s.write_errors),
+                    refused, "—" if s.spool_bytes is None else f"{s.spool_bytes} B")
     return out
 
 

@@ -34,9 +34,12 @@ def free_port() -> int:
 class InfluxServer:
     """One influxd process with its own config, data dir and ports; restartable."""
 
-    def __init__(self, binary: str, auth: bool = False) -> None:
+    def __init__(self, binary: str, auth: bool = False,
+                 data: dict[str, str] | None = None) -> None:
+        """data: more [data] settings, as TOML values (e.g. {"index-version": '"tsi1"'})."""
         self.binary = binary
         self.auth = auth
+        self.data = data or {}
         self.root = Path(tempfile.mkdtemp(prefix="sitevis-influx-"))
         self.http_port = free_port()
         self.rpc_port = free_port()
@@ -56,7 +59,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
   dir = "{self.root}/data"
   wal-dir = "{self.root}/wal"
   query-log-enabled = false
-[monitor]
+{"".join(f"  {key} = {value}{chr(10)}" for key, value in self.data.items())}[monitor]
   store-enabled = false
 [http]
   enabled = true

@@ -429,3 +429,52 @@ def test_a_flush_during_a_long_backoff_tries_again_before_its_deadline(
     print(f"\nflush during a 20-40 s backoff delivered in {took:.2f} s")
     assert count(influxdb) == 50
     assert writer.counters()["spool_files"] == 0 and writer.last_error == ""
+
+
+def test_points_refused_at_a_series_limit_are_folded_so_flows_still_add_up(make_writer):
+    """InfluxDB's max-series-per-database (enforced by 1.6's inmem index) refuses the new
+    talkers of an interval: the writer finds exactly which, adds their counts to the
+    interval's accepted `other` row, and counts them; Σ flow = iface stays exact."""
+    binary = find_influxd()
+    assert binary, "influxd not found (Debian package influxdb)"
+    server = InfluxServer(binary, data={"index-version": '"inmem"',
+                                        "max-series-per-database": "30"})
+    try:
+        server.start()
+        server.query(f"CREATE DATABASE {DB}")
+        writer = make_writer(server.url)
+        base = {"site": "s", "box": "b", "iface": "eth0", "dir": "ingress"}
+
+        def interval(n: int, talkers: int) -> tuple[list[Point], int]:
+            ts = T0 + n * 10_000_000_000
+            rows = [Point("flow", {**base, "proto": "tcp", "src": "other", "dst": "other",
+                                   "service": "tcp/443"},
+                          {"packets": 1, "bytes": 100, "flows": 1, "tcp_flags": 0}, ts)]
+            rows += [Point("flow", {**base, "proto": "tcp", "src": f"203.0.{n}.{i}",
+                                    "dst": "198.18.0.1",
+                                    "service": "tcp/443"},
+                           {"packets": 2, "bytes": 1000 + i, "flows": 1, "tcp_flags": 0},
+                           ts) for i in range(talkers)]
+            total = sum(int(p.fields["bytes"]) for p in rows)
+            return [*rows, Point("iface", base, {"packets": 0, "bytes": total}, ts)], total
+
+        first, _ = interval(0, 3)          # 5 series: other row, 3 talkers, iface
+        writer.submit(first)
+        assert writer.flush(10)
+        second, total = interval(1, 60)    # 60 new talkers: only 25 more series fit
+        writer.submit(second)
+        assert writer.flush(30)
+        c = writer.counters()
+        assert c["partial_writes"] == 1 and c["write_errors_4xx"] == 1
+        assert c["points_folded"] == 35 and c["points_rejected"] == 0
+        assert c["points_written"] == len(first) + len(second) - 35
+        ts = T0 + 10_000_000_000
+        [flows] = server.rows(f'SELECT SUM(bytes) FROM flow WHERE time = {ts}', db=DB)
+        [iface] = server.rows(f'SELECT SUM(bytes) FROM iface WHERE time = {ts}', db=DB)
+        assert flows["sum"] == iface["sum"] == total
+        [other] = server.rows(f"SELECT bytes FROM flow WHERE time = {ts} AND src = 'other'",
+                              db=DB)
+        assert other["bytes"] > 100        # it carries the refused talkers' bytes now
+    finally:
+        server.stop()
+        server.cleanup()

@@ -5,7 +5,12 @@ Rules (Telegraf's, made durable):
 - 5xx, 429 and connection errors: retried with exponential backoff and jitter. From the
   first failure until the spool is empty again every batch goes to the disk spool, so the
   data survives a restart; the spool is replayed in order before anything newer.
-- other 4xx, including 1.x's "400 partial write": not retried; logged and counted.
+- "400 partial write" (a series limit reached, a field type conflict): InfluxDB wrote
+  some points and refused others. Writes are idempotent, so the batch is sent again in
+  halves until the refused lines are known (refused.py); the counts of refused `flow`
+  lines are added to an accepted address-free row of their interface, direction and
+  interval, so flows still add up to the interface totals. Counted, never retried.
+- other 4xx: not retried; logged and counted.
 
 Batches are sent one at a time, oldest first, by one background thread, so InfluxDB sees
 the intervals in the order they were submitted. Memory is bounded by
@@ -31,11 +36,12 @@ from collections.abc import Iterable, Iterator
 from sitevis_collector import __version__
 from sitevis_collector.config import InfluxConfig, SpoolConfig
 from sitevis_collector.export.lineproto import Point, encode_line
+from sitevis_collector.export.refused import RefusedRows, Resolution, find_refused
 from sitevis_collector.export.spool import Batch, Spool
 
 log = logging.getLogger(__name__)
 
-OK, RETRY, REJECTED, LOST = "ok", "retry", "rejected", "lost"
+OK, RETRY, REJECTED, LOST, PARTIAL = "ok", "retry", "rejected", "lost", "partial"
 _DROPPED = re.compile(r"dropped=(\d+)")
 _HURRIED_BACKOFF = 0.25  # seconds between tries while a flush waits
 
@@ -97,7 +103,9 @@ class InfluxWriter:
             "points_submitted", "points_written", "batches_written",
             "write_errors_4xx", "write_errors_5xx", "write_errors_conn",
             "partial_writes", "points_rejected", "points_dropped", "points_invalid",
-            "retries"), 0)
+            "points_folded", "retries"), 0)
+        self._refused_rows = RefusedRows()     # what `other/refused` rows hold so far
+        self._resolution: Resolution | None = None
         self._conn: http.client.HTTPConnection | None = None
         self._target = self._build_target()
         self._thread = threading.Thread(target=self._run, name="sitevis-writer", daemon=True)
@@ -263,6 +271,8 @@ class InfluxWriter:
                 outcome, detail = LOST, f"spool read failed: {err}"
             else:
                 outcome, detail = self._post(body)
+                if outcome == REJECTED and "partial write" in detail:
+                    outcome, detail = self._resolve(body, detail)
             with self._cond:
                 self._inflight = None
                 attempt = self._settle(batch, outcome, detail, attempt)
@@ -301,11 +311,45 @@ class InfluxWriter:
             self._counters["batches_written"] += 1
             if self._failing:
                 log.info("InfluxDB %s reachable again", self._cfg.url)
+        elif outcome == PARTIAL and self._resolution is not None:
+            self._book_partial(batch, self._resolution, detail)
+            self._resolution = None
         else:
             self._reject(batch, detail)
         self._failing = False
         self._done(batch)
         return 0
+
+    def _resolve(self, body: bytes, detail: str) -> tuple[str, str]:
+        """After a partial write: which lines were refused, and their flow counts written
+        again as refused rows (sender thread, outside the lock)."""
+        resolution = find_refused(gzip.decompress(body), self._post_plain)
+        if resolution is None:      # InfluxDB went away meanwhile: resend it all later
+            return RETRY, detail
+        rows = self._refused_rows.fold(resolution.refused, resolution.accepted)
+        if rows.lines:
+            outcome, why = self._post_plain(b"".join(rows.lines))
+            if outcome == OK:
+                resolution.folded = rows.points
+            else:
+                log.error("InfluxDB %s refused the refused-row replacements too: %s",
+                          self._cfg.url, why)
+        self._resolution = resolution
+        return PARTIAL, detail
+
+    def _post_plain(self, body: bytes) -> tuple[str, str]:
+        return self._post(gzip.compress(body, compresslevel=1, mtime=0), count=False)
+
+    def _book_partial(self, batch: Batch, res: Resolution, detail: str) -> None:
+        refused = len(res.refused) + res.unresolved
+        lost = refused - res.folded
+        self._counters["partial_writes"] += 1
+        self._counters["points_written"] += batch.points - refused
+        self._counters["points_folded"] += res.folded
+        self._counters["points_rejected"] += lost
+        self._counters["batches_written"] += 1
+        log.error("InfluxDB %s refused %d of %d points (%d folded into refused rows, %d "
+                  "lost): %s", self._cfg.url, refused, batch.points, res.folded, lost, detail)
 
     def _backoff(self, attempt: int) -> float:
         """Exponential, capped, with 'equal jitter' so boxes of a site do not sync up."""
@@ -359,8 +403,9 @@ class InfluxWriter:
             ctx.verify_mode = ssl.CERT_NONE
         return ctx
 
-    def _post(self, body: bytes) -> tuple[str, str]:
-        """One request; returns (outcome, detail). Detail never holds credentials."""
+    def _post(self, body: bytes, count: bool = True) -> tuple[str, str]:
+        """One request; returns (outcome, detail). Detail never holds credentials.
+        count=False: a resend that finds refused lines, whose errors are not new ones."""
         _, _, _, path, headers = self._target
         # A kept-alive connection the server has since closed fails at once: that is not
         # an outage, so one fresh connection is tried before counting an error.
@@ -397,7 +442,8 @@ class InfluxWriter:
             if status >= 500 or status == 429:     # 429: overloaded, counted with 5xx
                 self._counters["write_errors_5xx"] += 1
                 return RETRY, detail
-            self._counters["write_errors_4xx"] += 1
+            if count:
+                self._counters["write_errors_4xx"] += 1
         return REJECTED, detail
 
     def _drop_connection(self) -> None:

@@ -174,3 +174,39 @@ def encode_line(point: Point) -> bytes:
 def encode_lines(points: Iterable[Point]) -> list[bytes]:
     """UTF-8 encoded lines, each ending in a newline, ready to be batched."""
     return [_line(p, "\n").encode() for p in points]
+
+
+_UNESCAPED_SPACE = re.compile(r"(?<!\\) ")
+_UNESCAPED_COMMA = re.compile(r"(?<!\\),")
+_UNESCAPED_EQUALS = re.compile(r"(?<!\\)=")
+_ESCAPED = re.compile(r"\\([ ,=])")
+
+
+def _unescape(text: str) -> str:
+    return _ESCAPED.sub(r"\1", text)
+
+
+def parse_int_line(line: bytes) -> Point | None:
+    """A line this module wrote back into a Point, when all its fields are integers (flow
+    and iface points are); None for any other line. The writer reads refused lines back
+    with it (delivery.py) to fold their counts."""
+    text = line.decode("utf-8", "replace").rstrip("\n")
+    parts = _UNESCAPED_SPACE.split(text)
+    if len(parts) != 3:
+        return None                     # a string field with spaces: not ours to fold
+    head, field_text, stamp = parts
+    names = _UNESCAPED_COMMA.split(head)
+    tags: dict[str, str] = {}
+    fields: dict[str, FieldValue] = {}
+    try:
+        for item in names[1:]:
+            key, value = _UNESCAPED_EQUALS.split(item, maxsplit=1)
+            tags[_unescape(key)] = _unescape(value)
+        for item in _UNESCAPED_COMMA.split(field_text):
+            key, value = _UNESCAPED_EQUALS.split(item, maxsplit=1)
+            if not value.endswith("i"):
+                return None
+            fields[_unescape(key)] = int(value[:-1])
+        return Point(_unescape(names[0]), tags, fields, int(stamp))
+    except ValueError:
+        return None
