@@ -118,6 +118,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 1
 
 
+def cmd_portal(args: argparse.Namespace) -> int:
+    from sitevis.portal.manage import main as portal_main  # Django loads only here
+
+    return portal_main(args.portal_args)
+
+
 def talkers_groupings() -> list[str]:
     from sitevis.talkers import GROUPINGS
 
@@ -200,6 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="end, this long ago (default now)")
     report.add_argument("-o", "--output", default="sitevis-report.png", help="PNG to write")
     report.set_defaults(func=cmd_report)
+
+    portal = sub.add_parser(
+        "portal", help="the web portal: serve, migrate, createuser, import -i INVENTORY, "
+        "refresh (config: $SITEVIS_PORTAL_CONFIG)", add_help=False)
+    portal.add_argument("portal_args", nargs=argparse.REMAINDER,
+                        help="a Django management command and its options")
+    portal.set_defaults(func=cmd_portal)
     return parser
 
 

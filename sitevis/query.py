@@ -131,6 +131,14 @@ class Where:
         self.conditions.append(f"time > now() - {self._bind({'duration': ago.text})}")
         return self
 
+    def between(self, start_ns: int, end_ns: int) -> Where:
+        """Points in [start, end), epoch nanoseconds, bound as integers."""
+        for value in (start_ns, end_ns):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT64_MAX:
+                raise QueryError(f"{value!r} is not a time InfluxDB can store")
+        self.conditions.append(f"time >= {self._bind(start_ns)} AND time < {self._bind(end_ns)}")
+        return self
+
     def tag(self, key: str, value: str, *, equal: bool = True) -> Where:
         op = "=" if equal else "!="
         self.conditions.append(f"{identifier(key)} {op} {self._bind(tag_value(value, key))}")
@@ -157,4 +165,24 @@ def select(columns: Sequence[str], measurement: str, where: Where, *, rp: str | 
     group = f" GROUP BY {', '.join(identifier(t) for t in group_by)}" if group_by else ""
     text = (f"SELECT {', '.join(columns)} FROM {source(measurement, rp)}"
             f"{where.text()}{group}")
+    return Query(text, dict(where.params))
+
+
+def select_series(columns: Sequence[str], measurement: str, where: Where, *, step: Duration,
+                  rp: str | None = None, group_by: Sequence[str] = ()) -> Query:
+    """select() in buckets of `step` (a checked duration), empty buckets as 0: a time series
+    per tag combination, as the dashboards' panels ask for it."""
+    group = ", ".join([f"time({duration(step.text).text})",
+                       *(identifier(t) for t in group_by)])
+    text = (f"SELECT {', '.join(columns)} FROM {source(measurement, rp)}"
+            f"{where.text()} GROUP BY {group} fill(0)")
+    return Query(text, dict(where.params))
+
+
+def select_points(fields: Sequence[str], measurement: str, where: Where, *, limit: int,
+                  rp: str | None = None) -> Query:
+    """The newest `limit` points' fields (and tags named among them), newest first."""
+    columns = ", ".join(identifier(f) for f in fields)
+    text = (f"SELECT {columns} FROM {source(measurement, rp)}{where.text()} "
+            f"ORDER BY time DESC LIMIT {count(limit)}")
     return Query(text, dict(where.params))

@@ -1,0 +1,105 @@
+"""The portal's configuration: one YAML file (SITEVIS_PORTAL_CONFIG), read once.
+
+Everything a site sets lives there (written by the portal role); secrets are files the
+config names (secret_key_file, password_file), never values in it or in the repository.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ENV = "SITEVIS_PORTAL_CONFIG"
+DEFAULT_PATH = Path("/etc/sitevis/portal.yml")
+
+
+class ConfigError(Exception):
+    """A config a user can fix: one line naming the file and the key."""
+
+
+@dataclass(frozen=True)
+class Database:
+    engine: str = "sqlite"            # sqlite | postgresql
+    name: str = ""                    # sqlite: file (default <state_dir>/portal.sqlite3)
+    host: str = ""
+    port: int = 5432
+    user: str = ""
+    password_file: str = ""
+
+
+@dataclass(frozen=True)
+class InfluxSettings:
+    url: str = "http://127.0.0.1:8086"
+    database: str = "sitevis"
+    username: str | None = None
+    password_file: str = ""
+
+
+@dataclass(frozen=True)
+class PortalConfig:
+    path: Path
+    secret_key_file: str
+    state_dir: Path
+    database: Database = field(default_factory=Database)
+    influxdb: InfluxSettings = field(default_factory=InfluxSettings)
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
+    https: bool = False               # secure cookies, HSTS; behind a TLS proxy
+    debug: bool = False
+    bind: str = "127.0.0.1:8000"
+    workers: int = 2
+    login_failures: int = 5           # failed logins per user or address before a lock
+    login_lock_seconds: int = 300
+    traffic_rate: str = "120/min"     # traffic queries per user
+    raw_retention_days: int = 30      # when the selector cannot tell raw's length
+
+    def read_secret(self, path: str, what: str) -> str:
+        try:
+            value = Path(path).read_text().strip()
+        except OSError as err:
+            raise ConfigError(f"{self.path}: {what} {path}: {err.strerror}") from None
+        if not value:
+            raise ConfigError(f"{self.path}: {what} {path} is empty")
+        return value
+
+
+def _section(data: dict[str, Any], key: str, cls: Any, path: Path) -> Any:
+    value = data.pop(key, None) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: {key} must be a mapping")
+    known = set(cls.__dataclass_fields__)
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ConfigError(f"{path}: {key}.{unknown[0]} is not a setting "
+                          f"(known: {', '.join(sorted(known))})")
+    return cls(**value)
+
+
+def load(path: Path | None = None) -> PortalConfig:
+    """The config file of $SITEVIS_PORTAL_CONFIG (default /etc/sitevis/portal.yml)."""
+    path = path or Path(os.environ.get(ENV) or DEFAULT_PATH)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as err:
+        raise ConfigError(f"portal config {path}: {err.strerror} (set {ENV})") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"portal config {path}: not YAML ({err})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"portal config {path}: must be a mapping")
+    database = _section(data, "database", Database, path)
+    influxdb = _section(data, "influxdb", InfluxSettings, path)
+    if "secret_key_file" not in data:
+        raise ConfigError(f"{path}: secret_key_file is required (a file holding the key)")
+    if "allowed_hosts" in data:
+        data["allowed_hosts"] = tuple(data["allowed_hosts"])
+    data["state_dir"] = Path(data.get("state_dir") or "/var/lib/sitevis-portal")
+    known = set(PortalConfig.__dataclass_fields__) - {"path", "database", "influxdb"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{path}: {unknown[0]} is not a setting")
+    if database.engine not in ("sqlite", "postgresql"):
+        raise ConfigError(f"{path}: database.engine must be sqlite or postgresql")
+    return PortalConfig(path=path, database=database, influxdb=influxdb, **data)

@@ -1,0 +1,75 @@
+"""flows/top: the largest talkers, services, protocols or boxes over a range, the rest in
+one "other" row, as the site overview's panels sum them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sitevis.influx import Influx
+from sitevis.portal.traffic import source
+from sitevis.portal.traffic.timerange import TimeRange
+from sitevis.query import Where, aggregate, select
+
+# The site overview's groupings (sitevis/overview.py: TOP_TALKERS, TOP_SERVICES,
+# PROTOCOL_MIX) plus boxes.
+GROUPINGS = {
+    "talkers": ("src", "dst"),
+    "services": ("service",),
+    "protocols": ("proto",),
+    "boxes": ("box",),
+}
+# Values that name no real talker, service or protocol: the collector's top-N remainder,
+# overflow rows, and the heavy-hitter budget's folded rows (issue 14). They go to "other".
+FOLDED = frozenset({"other", "overflow"})
+
+
+@dataclass
+class Row:
+    key: dict[str, str]
+    bytes: int = 0
+    packets: int = 0
+
+
+@dataclass
+class TopResult:
+    rp: str | None
+    rows: list[Row] = field(default_factory=list)
+    other: Row = field(default_factory=lambda: Row({}))
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(r.bytes for r in self.rows) + self.other.bytes
+
+
+def folded(by: str, key: dict[str, str]) -> bool:
+    if by == "talkers":
+        return key["src"] in FOLDED or key["dst"] in FOLDED
+    if by == "services":
+        return key["service"] == "other" or key["service"].endswith("/other")
+    return any(v == "other" for v in key.values())
+
+
+def top(db: Influx, by: str, rng: TimeRange, where: Where, limit: int) -> TopResult:
+    """`where` holds the scope and tag filters; the range and policy are added here."""
+    tags = GROUPINGS[by]
+    policy = source.for_addresses(db, rng) if by == "talkers" else source.policy(db, rng)
+    where.between(rng.start_ns, rng.end_ns)
+    query = select([aggregate("SUM", "bytes", "bytes"), aggregate("SUM", "packets", "packets")],
+                   "flow", where, rp=policy.name, group_by=tags)
+    result = TopResult(policy.name)
+    rows = []
+    for s in db.query(query):
+        value = dict(zip(s.columns, s.values[0], strict=True))
+        row = Row({t: s.tags.get(t, "") for t in tags}, int(value["bytes"] or 0),
+                  int(value["packets"] or 0))
+        if folded(by, row.key):
+            result.other.bytes += row.bytes
+            result.other.packets += row.packets
+        else:
+            rows.append(row)
+    rows.sort(key=lambda r: (-r.bytes, -r.packets, tuple(r.key.values())))
+    result.rows = rows[:limit]
+    for row in rows[limit:]:
+        result.other.bytes += row.bytes
+        result.other.packets += row.packets
+    return result
