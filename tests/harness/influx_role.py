@@ -65,3 +65,50 @@ def stats(result: subprocess.CompletedProcess[str]) -> dict:
     """ok/changed/failed counts of a successful run (the output's tail if it failed)."""
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     return json.loads(result.stdout)["stats"]["localhost"]
+
+
+CONFIG_PLAYBOOK = """
+- name: The influxdb role's influxdb.conf, rendered as a rollout renders it
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  vars_files: [{defaults}, {vars}]
+  tasks:
+    - name: Render the role's template
+      ansible.builtin.template:
+        src: {template}
+        dest: "{{{{ rendered_config }}}}"
+        mode: "0600"
+"""
+
+
+def role_data_settings(tmp: Path, **variables: object) -> dict[str, str]:
+    """The [data] settings of influxdb.conf as the role renders it for `variables` (index,
+    series limits), to start a private influxd the way the role configures one."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    role = REPO / "roles" / "influxdb"
+    playbook = tmp / "influxdb_config.yml"
+    playbook.write_text(CONFIG_PLAYBOOK.format(
+        defaults=role / "defaults" / "main.yml", vars=role / "vars" / "main.yml",
+        template=role / "templates" / "influxdb.conf.j2"))
+    rendered = tmp / "influxdb.conf"
+    extra = tmp / "influxdb_config_vars.json"
+    extra.write_text(json.dumps({"rendered_config": str(rendered),
+                                 "ansible_python_interpreter": "/usr/bin/python3",
+                                 **variables}))
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
+    result = subprocess.run(
+        [tool("ansible-playbook"), "-i", "localhost,", "-e", f"@{extra}", str(playbook)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    settings: dict[str, str] = {}
+    section = ""
+    for line in rendered.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line
+        elif section == "[data]" and "=" in line and not line.startswith("#"):
+            key, value = (part.strip() for part in line.split("=", 1))
+            if key in ("index-version", "max-series-per-database", "max-values-per-tag"):
+                settings[key] = value
+    return settings

@@ -1,0 +1,131 @@
+"""The series budget on real parts: a real collector under high-churn netns traffic
+(thousands of distinct peers and ports) writes into an influxd configured by the
+influxdb role (its own rendered settings, with the inmem index so the series limit is
+enforced, and its schema tasks). With the budget, the box stays within it, the monitor
+refuses nothing and Σ flow = iface holds in every interval; without it, the same traffic
+runs into the role's limit — and the refusals are counted, not silent."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import influx_role
+from tests.harness.influx import InfluxServer, find_influxd
+from tests.harness.netns import HostLink
+from tests.integration.collector import frames as f
+from tests.integration.collector.collector_proc import start, stop, wait_attached, write_config
+from tests.integration.collector.kernel_kit import send_frames
+
+DB = "sitevis"
+# The role sized for one box creating at most 150 series a day, raw kept one day:
+# max-series-per-database = 2 x 1 x 150 x 1 = 300.
+ROLE = {"influxdb_site_boxes": 1, "influxdb_series_per_box_day": 150,
+        "influxdb_raw_duration": "1d", "influxdb_raw_max_range": "1d",
+        "influxdb_index_version": "inmem"}
+BUDGET = {"talkers": 20, "admissions_per_hour": 360, "services": 5,
+          "service_admissions_per_hour": 36}
+BURSTS, PEERS = 3, 1500
+
+
+@pytest.fixture
+def quiet_link(bcc_ready, host_link: HostLink) -> Iterator[HostLink]:
+    subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{host_link.ifname}.disable_ipv6=1"],
+                   check=True)
+    host_link.peer.exec("sysctl", "-qw", "net.ipv6.conf.veth0.disable_ipv6=1")
+    yield host_link
+
+
+@pytest.fixture
+def monitor(tmp_path: Path) -> Iterator[InfluxServer]:
+    """influxd with the role's rendered [data] settings, then the role's schema tasks."""
+    binary = find_influxd()
+    assert binary, "influxd not found (Debian package influxdb)"
+    data = influx_role.role_data_settings(tmp_path / "role", **ROLE)
+    assert data["max-series-per-database"] == "300", data
+    server = InfluxServer(binary, auth=True, data=data)
+    try:
+        server.start()
+        server.query(f"CREATE USER {influx_role.ADMIN[0]} WITH PASSWORD "
+                     f"'{influx_role.ADMIN[1]}' WITH ALL PRIVILEGES")
+        influx_role.stats(influx_role.apply_schema(server, tmp_path / "schema", **ROLE))
+        yield server
+    finally:
+        server.stop()
+        server.cleanup()
+
+
+def churn(burst: int) -> list[tuple[bytes, int]]:
+    """PEERS new source addresses, each to one of many server ports (below the service
+    bound, so each port is a service name): an internet-facing box under a scan."""
+    out = []
+    for i in range(PEERS):
+        n = burst * PEERS + i
+        src = f"198.19.{n // 250 % 250}.{n % 250 + 1}"
+        frame = f.eth(0x0800, f.ipv4(src, "198.18.0.2", 17, f.udp(40000 + i % 20000,
+                                                                  1 + n % 3000)))
+        out.append((frame, 1 + i % 2))
+    return out
+
+
+def run(monitor: InfluxServer, link: HostLink, tmp: Path, series: dict) -> dict:
+    password = influx_role.PASSWORDS["influxdb_collector_password"]
+    config = write_config(tmp, link, monitor.url, series=series, influxdb={
+        "url": monitor.url, "database": DB, "username": "collector", "password": password,
+        "retry_initial": 0.2, "retry_max": 1})
+    proc = start(config)
+    wait_attached(link.ifname, proc)
+    time.sleep(1.2)
+    for burst in range(BURSTS):
+        send_frames(link.peer, churn(burst))
+        time.sleep(0.5)
+    rc, err = stop(proc)
+    assert rc == 0, err
+    return monitor.rows("SELECT SUM(points_folded) AS folded, SUM(points_rejected) AS lost, "
+                        "SUM(partial_writes) AS partial, LAST(talkers_admitted) AS talkers "
+                        "FROM sitevis_collector", db=DB, auth=influx_role.ADMIN)[0]
+
+
+def flow_series(monitor: InfluxServer) -> list[str]:
+    rows = monitor.rows("SHOW SERIES FROM flow", db=DB, auth=influx_role.ADMIN)
+    return [row["key"] for row in rows]
+
+
+def per_interval(monitor: InfluxServer, measurement: str) -> dict[tuple[int, str], int]:
+    out: dict[tuple[int, str], int] = {}
+    for row in monitor.rows(f"SELECT bytes, dir FROM {measurement}", db=DB,
+                            auth=influx_role.ADMIN):
+        out[(row["time"], row["dir"])] = out.get((row["time"], row["dir"]), 0) + row["bytes"]
+    return {k: v for k, v in out.items() if v}
+
+
+def test_a_budgeted_collector_stays_within_its_series_and_the_monitor_refuses_nothing(
+        quiet_link: HostLink, monitor: InfluxServer, tmp_path: Path):
+    health = run(monitor, quiet_link, tmp_path, BUDGET)
+    series = flow_series(monitor)
+    talkers = [s for s in series if "src=198.19." in s]
+    print(f"\n{BURSTS * PEERS} peers sent: {len(series)} flow series, {len(talkers)} "
+          f"with addresses; {health}")
+    # Talkers: the initial fill, one burst token, a few seconds of 0.1/s refill.
+    assert len(talkers) <= BUDGET["talkers"] + 1 + 3
+    assert len(series) <= 2 * (BUDGET["talkers"] + 4) + 2 * (BUDGET["services"] + 4)
+    assert health["folded"] == 0 and health["lost"] == 0 and health["partial"] == 0
+    assert per_interval(monitor, "flow") == per_interval(monitor, "iface")
+    sent = sum(len(frame) * n for b in range(BURSTS) for frame, n in churn(b))
+    assert sum(per_interval(monitor, "iface").values()) == sent
+
+
+def test_without_the_budget_the_same_traffic_hits_the_limit_and_says_so(
+        quiet_link: HostLink, monitor: InfluxServer, tmp_path: Path):
+    unbounded = {"talkers": 1_000_000, "admissions_per_hour": 1_000_000,
+                 "services": 100_000, "service_admissions_per_hour": 100_000}
+    health = run(monitor, quiet_link, tmp_path, unbounded)
+    print(f"\nno budget: {len(flow_series(monitor))} flow series; {health}")
+    assert len(flow_series(monitor)) <= 300
+    # Refused points are found and counted (folded or, with no address-free row to
+    # carry them, lost), never silently dropped and never retried for ever.
+    assert health["partial"] > 0 and health["folded"] + health["lost"] > 0
