@@ -131,6 +131,16 @@ def test_xdp_defaults_to_ingress_only(tmp_path):
     ("box: \"a\\nb\"\n", "box: must not contain control characters such as newlines"),
     ("bpf_dir: /nonexistent/sitevis-bpf\n",
      "bpf_dir: directory '/nonexistent/sitevis-bpf' does not exist"),
+    ("series:\n  talker: 5\n", "series.talker: unknown key (did you mean 'talkers'?)"),
+    ("series:\n  talkers: -1\n", "series.talkers: must be >= 0, got -1"),
+    ("series:\n  hysteresis: 0.5\n", "series.hysteresis: must be a number >= 1.0, got 0.5"),
+    ("series:\n  prefixes: [10.0.0.0/8]\n",
+     "series.prefixes: must be a mapping of name to a list of networks, got a list"),
+    ("series:\n  prefixes: {other: [10.0.0.0/8]}\n",
+     "series.prefixes.other: must be a name of letters, digits, '_', '.', '-' starting "
+     "with a letter, not ['other', 'overflow']"),
+    ("series:\n  prefixes: {lab: [300.1.0.0/16]}\n",
+     "series.prefixes.lab[0]: must be a network like 198.18.0.0/15, got '300.1.0.0/16'"),
 ])
 def test_bad_top_level_values_name_the_key(tmp_path, extra, expected):
     assert error_of(tmp_path, MINIMAL + extra) == expected
