@@ -34,5 +34,8 @@ def build() -> Dashboard:
                             width=24))
         .with_panel(c.grid("Flows", c.query(FLOWS, table_format=True), width=24,
                            height=14,
-                           description="Totals per flow key over the time range."))
+                           description="Totals per flow key over the time range. "
+                                       "Addresses: the talkers each box's series budget "
+                                       "keeps (others summed as `other` or a prefix "
+                                       "name); none on ranges over 2 days (long policy)."))
     )

@@ -49,7 +49,10 @@ def build() -> Dashboard:
                                        "most bytes in the time range. With Direction = "
                                        "All, traffic between two boxes of the site counts "
                                        "on both (sent and received): pick ingress to count "
-                                       "it once.",
+                                       "it once. Addresses are those of the talkers each "
+                                       "box's series budget keeps; `other` (or a prefix "
+                                       "name) sums the rest. Ranges read from the long "
+                                       "policy (over 2 days) have no addresses.",
                            width=8, unit="decbytes"))
         .with_panel(c.grid("Top services", c.query(q.TOP_SERVICES, table_format=True),
                            description="Server side of each connection: <proto>/<port>.",

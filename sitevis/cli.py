@@ -94,8 +94,11 @@ def cmd_top(args: argparse.Namespace) -> int:
     influx, recorded_site = connect(args)
     site = args.site or recorded_site
     now = int(time.time())
-    # The policy that serves this range, as the dashboards and report choose it.
-    rp = retention.resolve(influx, args.rp, now - args.since.seconds, now)
+    # The policy that serves this range, as the dashboards and report choose it; talkers
+    # (addresses) only from a policy that keeps them.
+    start = now - args.since.seconds
+    rp = (retention.resolve_talkers(influx, args.rp, start) if args.by == "talkers"
+          else retention.resolve(influx, args.rp, start, now))
     rows = talkers.top(influx, args.by, args.since, args.dir, site, args.limit, rp=rp)
     policy = rp or "default policy"
     if not rows:

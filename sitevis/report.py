@@ -63,14 +63,16 @@ class Overview:
 
 
 def collect(influx: Influx, *, site: str | None, start_s: int, end_s: int,
-            rp: str) -> Overview:
+            rp: str, talkers_rp: str | None = None) -> Overview:
+    """talkers_rp: where addresses are read (the long policy keeps none); default rp."""
     step = step_seconds(end_s - start_s, rp)
 
-    def run(template: str) -> list[Series]:
+    def run(template: str, policy: str = rp) -> list[Series]:
         return influx.query(fill(template, site=site, start_ms=start_s * 1000,
-                                 end_ms=end_s * 1000, step_s=step, rp=rp))
+                                 end_ms=end_s * 1000, step_s=step, rp=policy))
 
-    return Overview(traffic=run(overview.BOX_BPS), talkers=run(overview.TOP_TALKERS),
+    return Overview(traffic=run(overview.BOX_BPS),
+                    talkers=run(overview.TOP_TALKERS, talkers_rp or rp),
                     services=run(overview.TOP_SERVICES), protocols=run(overview.PROTOCOL_MIX))
 
 
@@ -151,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
     influx, recorded_site = connect(args)
     site = args.site or recorded_site
     rp = retention.resolve(influx, args.rp, start, end) or FALLBACK_RP
-    data = collect(influx, site=site, start_s=start, end_s=end, rp=rp)
+    talkers_rp = retention.resolve_talkers(influx, args.rp, start) or rp
+    data = collect(influx, site=site, start_s=start, end_s=end, rp=rp, talkers_rp=talkers_rp)
     if data.empty():
         where = f"site {site}" if site else "any site"
         raise ReportError(f"no data for {where} in {influx.database}.{rp} between "

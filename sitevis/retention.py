@@ -42,6 +42,13 @@ def selected_rp(influx: Influx, start_s: int, end_s: int) -> str | None:
     return None
 
 
+def resolve_talkers(influx: Influx, rp: str, start_s: int) -> str | None:
+    """resolve() for views of addresses (talkers): only raw keeps them (the long policy
+    keeps bounded tags), so 'auto' takes the finest policy that still holds the range's
+    start, whatever the range's length."""
+    return resolve(influx, rp, start_s, start_s + 1)
+
+
 def resolve(influx: Influx, rp: str, start_s: int, end_s: int) -> str | None:
     """An explicit policy as given (checked), or the selector's choice for 'auto' (None:
     no selector, so the database's default policy)."""

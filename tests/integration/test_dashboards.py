@@ -371,6 +371,13 @@ def test_report_picks_the_retention_policy_like_the_dashboards(site: Site):
     for span, (rp, _interval) in SELECTED.items():
         assert choose_rp(Influx(site.influx.url, DB), end_s - SPAN_MS[span] // 1000,
                          end_s) == rp
+    # Addresses live in raw only: talkers over 7 days read raw (its start is within the
+    # raw retention), where the other views of those 7 days read long.
+    from sitevis.retention import resolve, resolve_talkers
+    week_ago = end_s - 7 * 86_400
+    assert resolve(Influx(site.influx.url, DB), "auto", week_ago, end_s) == LONG
+    assert resolve_talkers(Influx(site.influx.url, DB), "auto", week_ago) == RAW
+    assert resolve_talkers(Influx(site.influx.url, DB), "auto", end_s - 40 * 86_400) == LONG
     # A monitor without the selector (set up before it): the raw policy, no error.
     site.influx.query("CREATE DATABASE bare")
     assert choose_rp(Influx(site.influx.url, "bare"), end_s - 3600, end_s) == FALLBACK_RP
