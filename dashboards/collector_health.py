@@ -28,6 +28,10 @@ WRITE_ERRORS = per_box('SUM("write_errors_4xx") AS "4xx", SUM("write_errors_5xx"
 SPOOL = per_box('MAX("spool_bytes") AS "spool"')
 BPF_NS = per_box('MEAN("bpf_ns_per_packet") AS "ns"')
 FLOWS_EXPORTED = per_box('SUM("flows_exported") AS "flows"') + " fill(0)"
+REFUSED = per_box('SUM("points_folded") AS "folded", SUM("points_rejected") AS "lost"') \
+    + " fill(0)"
+TALKERS = per_box('LAST("talkers_admitted") AS "talkers", '
+                  'SUM("talker_admissions") AS "admissions"')
 # One selector only: with two, InfluxDB 1.x stamps the row with the range's start
 # instead of the point's own time, and the time is what this panel is about.
 LAST_SEEN = ('SELECT LAST("interfaces_attached") AS "interfaces" FROM "sitevis_collector" '
@@ -58,6 +62,14 @@ def build() -> Dashboard:
         .with_panel(c.graph("Spool size", "decbytes", c.query(SPOOL, "$tag_box"),
                             description="Undelivered intervals kept on disk."))
         .with_panel(c.graph("Flows exported", "short", c.query(FLOWS_EXPORTED, "$tag_box")))
+        .with_panel(c.graph("Points InfluxDB refused", "short",
+                            c.query(REFUSED, "$tag_box $col"),
+                            description="folded: refused flow rows whose counts were "
+                                        "added to another row (totals stay exact); lost: "
+                                        "refused and not recoverable. Both should be 0."))
+        .with_panel(c.graph("Series budget", "short", c.query(TALKERS, "$tag_box $col"),
+                            description="Talkers kept with their addresses, and new "
+                                        "ones admitted per interval."))
         .with_panel(c.grid("Last seen", c.query(LAST_SEEN, table_format=True),
                            description="Each box's newest report (time column)."))
     )
