@@ -105,6 +105,17 @@ def test_config_file_is_root_owned_and_locks_influxdb_down(host, config):
     assert (storage.user, storage.mode) == ("influxdb", 0o750)
 
 
+def test_index_and_limits_follow_the_series_budget(host, config):
+    """tsi1, and the limits at twice the budget: 2 x boxes (none in this scenario: 1) x
+    2500 series a box-day x 30 days of raw."""
+    assert config["data"]["index-version"] == "tsi1"
+    assert config["data"]["max-series-per-database"] == 2 * 1 * 2500 * 30
+    assert config["data"]["max-values-per-tag"] == 2 * 1 * 2500 * 30
+    # influxd took the config: its shards are tsi1 (an index directory per shard).
+    indexes = host.run("find /var/lib/influxdb/data -type d -name index")
+    assert indexes.rc == 0 and indexes.stdout.strip(), "no tsi1 index directory"
+
+
 def test_api_listens_only_on_the_configured_address(host, config):
     address = config["http"]["bind-address"]
     ip = host.ansible("setup")["ansible_facts"]["ansible_default_ipv4"]["address"]
