@@ -70,9 +70,9 @@ class PortalServer:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"portal exited early:\n{self.log.read_text()}")
             try:
-                if requests.get(f"{self.url}/api/schema/", timeout=2).status_code == 200:
+                if requests.get(f"{self.url}/api/schema/", timeout=15).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"portal did not answer in {timeout}s:\n{self.log.read_text()}")

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import django_filters
+from django import forms
 from django.db.models import QuerySet
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework.exceptions import ValidationError
@@ -14,6 +15,16 @@ from rest_framework.exceptions import ValidationError
 from sitevis.portal.changes.models import ObjectChange
 from sitevis.portal.inventory import validators
 from sitevis.portal.inventory.models import Box, Interface, Site
+
+
+class IdFilter(django_filters.NumberFilter):
+    """A database id: an integer the database can hold (not any decimal)."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, min_value=1, max_value=2**63 - 1, **kwargs)
+
 
 # Parameters of pagination, ordering and representation, valid on every list.
 COMMON = frozenset({"limit", "offset", "ordering", "brief", "format"})
@@ -33,6 +44,7 @@ class StrictFilterBackend(DjangoFilterBackend):
 
 
 class SiteFilter(django_filters.FilterSet):
+    id = IdFilter()
     name = django_filters.CharFilter()
     q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", max_length=255)
 
@@ -45,7 +57,8 @@ class BoxFilter(django_filters.FilterSet):
     name = django_filters.CharFilter()
     q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", max_length=255)
     site = django_filters.CharFilter(field_name="site__name")
-    site_id = django_filters.NumberFilter()
+    id = IdFilter()
+    site_id = IdFilter()
     address = django_filters.CharFilter()
     group = django_filters.CharFilter(method="in_group", max_length=100)
 
@@ -66,7 +79,8 @@ class BoxFilter(django_filters.FilterSet):
 class InterfaceFilter(django_filters.FilterSet):
     name = django_filters.CharFilter()
     box = django_filters.CharFilter(field_name="box__name")
-    box_id = django_filters.NumberFilter()
+    id = IdFilter()
+    box_id = IdFilter()
     site = django_filters.CharFilter(field_name="box__site__name")
 
     class Meta:
