@@ -1,0 +1,84 @@
+"""Site overview: every box with its health and traffic, top talkers, services and
+protocols, the site's traffic over time."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+
+from sitevis.influx import InfluxError
+from sitevis.portal.pages import access, charts, forms
+from sitevis.portal.pages.views.common import interval_ms, late, totals
+from sitevis.portal.traffic import health, series, sitehealth, source, top
+from sitevis.query import QueryError
+
+TOP = 10
+
+
+def _top(db: Any, request: HttpRequest, by: str, rng: Any) -> top.TopResult:
+    where = access.where(request)
+    assert where is not None
+    try:
+        return top.top(db, by, rng, where.tag("dir", "ingress"), TOP)
+    except source.RangeRefused:
+        return top.TopResult(None)  # talkers older than raw: the table says none
+
+
+@access.page
+def overview(request: HttpRequest) -> HttpResponse:
+    form = forms.RangeForm(request.GET)
+    context: dict[str, Any] = {"form": form, "boxes": [], "charts": [], "tops": []}
+    if form.is_valid() and access.where(request) is not None:
+        try:
+            _fill(request, form, context)
+        except (InfluxError, QueryError) as err:
+            context["error"] = str(err)
+    return access.render_page(request, "pages/overview.html", context,
+                              "pages/overview_live.html")
+
+
+def _fill(request: HttpRequest, form: forms.RangeForm, context: dict[str, Any]) -> None:
+    rng = form.range
+    db = source.influx()
+
+    def scope() -> Any:
+        return access.where(request)
+
+    seen = {(r["site"], r["box"]): r["last_seen_ms"] for r in health.freshness(db, scope())}
+    healths = sitehealth.per_box(db, scope, rng)
+    rp, step, found = series.traffic(db, rng, scope(), "box")
+    moved = {(s.key.get("box", ""), s.key.get("dir", "")): totals(s, step.ns / 1e9, rng)
+             for s in found}
+    now_ms = time.time() * 1000
+    known = {(b.site.name, b.name) for b in access.visible_boxes(request)}
+    rows = []
+    for site, box in sorted(known | set(seen) | set(healths)):
+        found_health = healths.get((site, box), {})
+        last = seen.get((site, box))
+        every = interval_ms(found_health, last, rng)
+        rows.append({
+            "site": site, "box": box, "health": found_health, "last_seen_ms": last,
+            "age_s": None if last is None else (now_ms - last) / 1000,
+            "interval_ms": every, "late": late(last, every, now_ms),
+            "unhealthy": any(found_health.get(k) for k in (
+                "overflow_events", "ringbuf_lost", "write_errors", "unaccounted")),
+            "in": moved.get((box, "ingress")), "out": moved.get((box, "egress"))})
+    lines = [(f"{s.key.get('box', '')} {'in' if s.key.get('dir') == 'ingress' else 'out'}",
+              s.times_ms, s.bits_per_s) for s in found]
+    sign = {name: -1 for name, _, _ in lines if name.endswith(" out")}
+    context["boxes"] = rows
+    context["late"] = sum(1 for r in rows if r["late"])
+    context["charts"] = [charts.time_chart(
+        "site-traffic", "Traffic per box (in above the axis, out below)", lines, "bit/s",
+        stacked=True, sign=sign)]
+    for by, title in (("talkers", "Top talkers"), ("services", "Top services"),
+                      ("protocols", "Protocol mix")):
+        result = _top(db, request, by, rng)
+        bars = [(charts.label(r.key), r.bytes * 8 / rng.seconds) for r in result.rows]
+        if result.other.bytes:
+            bars.append(("Other", result.other.bytes * 8 / rng.seconds))
+        context["tops"].append({"by": by, "title": title, "result": result,
+                                "chart": charts.bar_chart(f"top-{by}", title, bars, "bit/s")})
+    context.update(rp=rp, step=step.text, range=rng)
