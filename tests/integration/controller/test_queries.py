@@ -94,11 +94,18 @@ def test_top_of_the_last_hour_reads_raw(site: Site):
 
 
 def test_top_of_a_week_reads_long_like_the_dashboards(site: Site):
-    proc = sitevis("top", "-i", str(site.inventory), "--since", "7d")
+    proc = sitevis("top", "-i", str(site.inventory), "--since", "7d", "--by", "services")
     assert proc.returncode == 0, proc.stderr
-    assert "(site lab, long)" in proc.stdout and LONG_TALKER in proc.stdout
+    assert "(site lab, long)" in proc.stdout and "tcp/443" in proc.stdout
     forced = sitevis("top", "-i", str(site.inventory), "--since", "7d", "--rp", "raw")
     assert "(site lab, raw)" in forced.stdout and RAW_TALKER in forced.stdout
+
+
+def test_talkers_of_a_week_read_raw_the_only_policy_with_addresses(site: Site):
+    proc = sitevis("top", "-i", str(site.inventory), "--since", "7d")
+    assert proc.returncode == 0, proc.stderr
+    assert "(site lab, raw)" in proc.stdout and RAW_TALKER in proc.stdout
+    assert LONG_TALKER not in proc.stdout
 
 
 def test_values_with_quotes_are_bound_not_pasted(site: Site):
