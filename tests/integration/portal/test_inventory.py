@@ -77,6 +77,12 @@ def test_import_loads_the_boxes_once_and_logs_it(portal: PortalServer, tmp_path:
     changes = api.get(f"{portal.url}/api/changes/", params={
         "object_type": "inventory.box"}).json()["results"]
     assert len(changes) == 2 and all(c["user_name"].startswith("import:") for c in changes)
+    # What the portal role loads: the same records as JSON.
+    (tmp_path / "boxes.json").write_text(json.dumps([
+        {"name": "w1", "site": "lab", "address": "198.18.5.1", "groups": ["web"]},
+        {"name": "n1", "site": "new", "address": "", "groups": []}]))
+    loaded = portal.manage("import", "--json", str(tmp_path / "boxes.json")).stdout
+    assert loaded.strip() == "1 sites created, 1 boxes created, 0 boxes updated, 1 unchanged"
     missing = portal.manage("import", "-i", str(tmp_path / "nope.yml"), check=False)
     assert missing.returncode == 1 and "no such file" in missing.stderr
     assert "Traceback" not in missing.stderr
@@ -112,6 +118,7 @@ def test_a_playbook_gets_the_portals_boxes(portal: PortalServer, tmp_path: Path)
                 "address": "db1"},
         "f1": {"groups": ["boxes", "edge", "site_far_west"], "box": "f1", "site": "far west",
                "address": ""},
+        "n1": {"groups": ["boxes", "site_new"], "box": "n1", "site": "new", "address": ""},
     }
     only_far = run_playbook(portal, tmp_path / "out", portal.token("admin"),
                             sites=["far west"])

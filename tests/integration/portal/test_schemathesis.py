@@ -59,7 +59,7 @@ def test_no_server_error_and_no_answer_outside_the_schema(portal: tuple[PortalSe
          "--checks", "not_a_server_error,response_schema_conformance,content_type_conformance",
          "--phases", "examples,coverage,fuzzing", "-n", "30", "--seed", "15",
          "--workers", "2", "--no-color", "--report-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=900)
+        capture_output=True, text=True, timeout=900, cwd=tmp_path)   # its cache goes there
     summary = proc.stdout[-3000:]
     assert proc.returncode == 0, summary
     found = re.search(r"(\d+) generated, (\d+) passed", proc.stdout)

@@ -1,0 +1,86 @@
+"""The portal on the all-in-one box after `site.yml`: the service runs sandboxed on
+loopback; the admin (password from the site's secrets) makes a token; the box list is
+the scenario's box; a traffic query returns the bytes sent inside the box."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import time
+from pathlib import Path
+
+import pytest
+from test_all_in_one import FRAME, PORT, SENT, traffic  # noqa: F401  (the fixture)
+
+PORTAL = "http://127.0.0.1:8000"
+CALL = r"""
+import json, sys, urllib.error, urllib.request
+method, url, token = sys.argv[1:4]
+body = sys.stdin.read().encode() or None
+req = urllib.request.Request(url, data=body, method=method)
+req.add_header("Content-Type", "application/json")
+if token:
+    req.add_header("Authorization", "Token " + token)
+try:
+    with urllib.request.urlopen(req, timeout=30) as answer:
+        print(json.dumps({"status": answer.status, "body": json.loads(answer.read())}))
+except urllib.error.HTTPError as err:
+    print(json.dumps({"status": err.code, "body": err.read().decode()}))
+"""
+
+
+def call(host, path: str, token: str = "", method: str = "GET",
+         body: dict | None = None) -> dict:
+    """One API call made inside the box (the portal listens on its loopback)."""
+    command = " ".join(shlex.quote(a) for a in ("python3", "-c", CALL, method,
+                                                 f"{PORTAL}{path}", token))
+    data = shlex.quote(json.dumps(body)) if body is not None else "''"
+    return json.loads(host.check_output(f"printf '%s' {data} | {command}"))
+
+
+@pytest.fixture(scope="module")
+def token(host) -> str:
+    """Log in as the rollout's admin and make a read-only token."""
+    secrets = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets"
+    password = (secrets / "portal_admin_password").read_text().strip()
+    made = call(host, "/api/users/tokens/provision/", method="POST", body={
+        "username": "admin", "password": password, "description": "molecule"})
+    assert made["status"] == 201, made
+    return made["body"]["token"]
+
+
+def test_the_portal_runs_sandboxed_on_loopback(host):
+    unit = host.service("sitevis-portal")
+    assert unit.is_running and unit.is_enabled
+    assert host.socket("tcp://127.0.0.1:8000").is_listening
+    assert not host.socket("tcp://0.0.0.0:8000").is_listening
+    show = host.check_output("systemctl show sitevis-portal -p User -p NoNewPrivileges "
+                             "-p ProtectSystem -p CapabilityBoundingSet")
+    assert "User=sitevis-portal" in show and "NoNewPrivileges=yes" in show
+    assert "ProtectSystem=strict" in show and "CapabilityBoundingSet=\n" in show + "\n"
+    assert host.file("/etc/sitevis-portal/portal-secret-key").mode == 0o640
+
+
+def test_the_box_list_shows_the_scenarios_box(host, token):
+    boxes = call(host, "/api/boxes/", token)
+    assert boxes["status"] == 200
+    hostname = host.check_output("hostname")
+    assert [(b["name"], b["site_name"]) for b in boxes["body"]["results"]] == [
+        (hostname, "molecule")]
+    assert call(host, "/api/boxes/")["status"] in (401, 403)
+
+
+def test_a_traffic_query_returns_the_bytes_sent(host, token, traffic):  # noqa: F811
+    path = "/api/flows/top/?by=services&interface=tv0&dir=ingress&since=1h"
+    deadline = traffic + 2 + 10
+    row: dict = {}
+    while time.monotonic() < deadline:
+        rows = call(host, path, token)["body"]["rows"]
+        row = next((r for r in rows if r["key"]["service"] == f"udp/{PORT}"), {})
+        if row.get("packets", 0) >= SENT:
+            break
+        time.sleep(0.5)
+    # The fixture sent SENT packets (test_all_in_one's run of it may have sent as many).
+    assert row["packets"] in (SENT, 2 * SENT)
+    assert row["bytes"] == row["packets"] * FRAME

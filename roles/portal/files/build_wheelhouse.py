@@ -1,0 +1,60 @@
+"""Everything the monitor installs for the portal, fetched on the controller: the sitevis
+wheel and the wheels of the portal's pinned dependencies for the monitor's Python.
+
+Usage: build_wheelhouse.py PROJECT_DIR OUT_DIR PYTHON_VERSION [INDEX_URL] [--postgresql]
+Prints {"dir": OUT_DIR/<python>, "requirements": [...]}. The pins are the project's
+(pyproject.toml, extra `portal`, and PyYAML from its dependencies): one list, no copy.
+psycopg only with --postgresql (SQLite needs nothing).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+BUILD_WHEEL = Path(__file__).resolve().parents[2] / "collector" / "files" / "build_wheel.py"
+
+
+def requirements(project: Path, postgresql: bool) -> list[str]:
+    meta = tomllib.loads((project / "pyproject.toml").read_text())["project"]
+    pins = [r for r in meta["optional-dependencies"]["portal"]
+            if postgresql or not r.startswith("psycopg")]
+    pins += [r for r in meta["dependencies"] if r.lower().startswith("pyyaml")]
+    return pins
+
+
+def main() -> int:
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    project, out = Path(args[0]).resolve(), Path(args[1]).expanduser().resolve()
+    python, index = args[2], (args[3] if len(args) > 3 and args[3] else None)
+    wheelhouse = out / f"py{python}"
+    wheelhouse.mkdir(parents=True, exist_ok=True)
+    pins = requirements(project, "--postgresql" in sys.argv)
+    built = subprocess.run([sys.executable, str(BUILD_WHEEL), str(project), str(wheelhouse)],
+                           capture_output=True, text=True)
+    if built.returncode != 0:
+        print(built.stderr, file=sys.stderr)
+        return 1
+    sitevis_wheel = Path(json.loads(built.stdout)["wheel"])
+    for old in wheelhouse.glob("sitevis-*.whl"):  # one sitevis wheel: the one just built
+        if old != sitevis_wheel:
+            old.unlink()
+    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    cmd = [sys.executable, "-m", "pip", "download", "-q", "-d", str(wheelhouse),
+           "--only-binary=:all:", "--python-version", python, *pins]
+    if index:
+        cmd += ["--index-url", index]
+    got = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if got.returncode != 0:
+        print(f"build_wheelhouse: pip download failed: {got.stderr.strip()[-2000:]}",
+              file=sys.stderr)
+        return 1
+    print(json.dumps({"dir": str(wheelhouse), "wheel": sitevis_wheel.name,
+                      "requirements": pins}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
