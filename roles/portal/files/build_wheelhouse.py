@@ -9,12 +9,17 @@ psycopg only with --postgresql (SQLite needs nothing).
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 
 BUILD_WHEEL = Path(__file__).resolve().parents[2] / "collector" / "files" / "build_wheel.py"
+# What the sitevis wheel is built from: not the whole checkout (venv, caches, images).
+SOURCES = ("pyproject.toml", "README.md", "LICENSE", "sitevis")
+IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
 
 
 def requirements(project: Path, postgresql: bool) -> list[str]:
@@ -32,8 +37,15 @@ def main() -> int:
     wheelhouse = out / f"py{python}"
     wheelhouse.mkdir(parents=True, exist_ok=True)
     pins = requirements(project, "--postgresql" in sys.argv)
-    built = subprocess.run([sys.executable, str(BUILD_WHEEL), str(project), str(wheelhouse)],
-                           capture_output=True, text=True)
+    with tempfile.TemporaryDirectory(prefix="sitevis-portal-src-") as tmp:
+        for name in SOURCES:
+            if (project / name).is_dir():
+                shutil.copytree(project / name, Path(tmp) / name, ignore=IGNORE)
+            else:
+                shutil.copyfile(project / name, Path(tmp) / name)
+        # The collector role's reproducible build (fixed file times, no index).
+        built = subprocess.run([sys.executable, str(BUILD_WHEEL), tmp, str(wheelhouse)],
+                               capture_output=True, text=True)
     if built.returncode != 0:
         print(built.stderr, file=sys.stderr)
         return 1
