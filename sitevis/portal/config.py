@@ -55,6 +55,7 @@ class PortalConfig:
     login_lock_seconds: int = 300
     traffic_rate: str = "120/min"     # traffic queries per user
     raw_retention_days: int = 30      # when the selector cannot tell raw's length
+    grafana_url: str = ""             # the site's Grafana; the pages link its dashboards
 
     def read_secret(self, path: str, what: str) -> str:
         try:

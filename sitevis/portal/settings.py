@@ -28,6 +28,7 @@ INSTALLED_APPS = [
     "sitevis.portal.inventory",
     "sitevis.portal.accounts",
     "sitevis.portal.changes",
+    "sitevis.portal.pages",
 ]
 
 MIDDLEWARE = [
@@ -97,6 +98,11 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = str(CONFIG.state_dir / "static")
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "sitevis.portal.pages.finders.PlotlyFinder",   # plotly.min.js from the plotly wheel
+]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
@@ -161,3 +167,4 @@ LOGGING = {
 }
 
 SITEVIS_INFLUX = CONFIG.influxdb
+SITEVIS_GRAFANA_URL = CONFIG.grafana_url   # the pages link to the dashboards when set

@@ -72,7 +72,8 @@ def render_page(request: HttpRequest, name: str, context: dict[str, Any],
         is_admin=roles.at_least(request.user, roles.ADMIN),
         role=roles.role(request.user),
         grafana_url=getattr(settings, "SITEVIS_GRAFANA_URL", "").rstrip("/"),
-        version=settings.SITEVIS_VERSION)
+        version=settings.SITEVIS_VERSION,
+        page=name.removeprefix("pages/").removesuffix(".html"))
     if live and getattr(request, "htmx", False):
         return render(request, live, context)
     return render(request, name, context)

@@ -31,5 +31,5 @@ class PlotlyFinder(BaseFinder):
 
     def list(self, ignore_patterns: Any) -> Any:
         storage = FileSystemStorage(location=str(_package_data()))
-        storage.prefix = "vendor"  # type: ignore[attr-defined]  # collectstatic's prefix
+        storage.prefix = "vendor"  # collectstatic puts the file under this prefix
         yield "plotly.min.js", storage

@@ -11,8 +11,9 @@ from sitevis.portal.traffic import timerange, top
 from sitevis.portal.traffic.timerange import TimeRange
 from sitevis.query import MAX_TEXT, QueryError, tag_value
 
-RANGES = [("15m", "last 15 minutes"), ("1h", "last hour"), ("3h", "last 3 hours"),
-          ("6h", "last 6 hours"), ("12h", "last 12 hours"), ("24h", "last 24 hours"),
+RANGES = [("5m", "last 5 minutes"), ("15m", "last 15 minutes"), ("1h", "last hour"),
+          ("3h", "last 3 hours"), ("6h", "last 6 hours"), ("12h", "last 12 hours"),
+          ("24h", "last 24 hours"),
           ("2d", "last 2 days"), ("7d", "last 7 days"), ("30d", "last 30 days")]
 REFRESH = [("", "off"), ("30", "every 30 s"), ("60", "every minute"), ("300", "every 5 min")]
 DIRECTIONS = [("ingress", "in (ingress)"), ("egress", "out (egress)"), ("any", "both")]
@@ -40,6 +41,19 @@ class RangeForm(forms.Form):
     end = forms.DateTimeField(label="To (UTC)", required=False, widget=LOCAL)
     refresh = forms.ChoiceField(label="Auto-refresh", choices=REFRESH, required=False)
 
+    defaults: dict[str, str] = {}
+
+    def __init__(self, data: Any = None, **kwargs: Any) -> None:
+        # The controls show what is in force: the last hour and the form's defaults unless
+        # the URL says otherwise.
+        if data is not None:
+            data = data.copy()
+            if not data.get("since") and not data.get("start"):
+                data["since"] = "1h"
+            for key, value in self.defaults.items():
+                data.setdefault(key, value)
+        super().__init__(data, **kwargs)
+
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         start, end = data.get("start"), data.get("end")
@@ -57,6 +71,7 @@ class RangeForm(forms.Form):
 
 
 class ExplorerForm(RangeForm):
+    defaults = {"by": "talkers", "dir": "ingress", "limit": "10", "unit": "bits"}
     site = tag_field("Site", "sites")
     box = tag_field("Box", "boxes")
     interface = tag_field("Interface", "interfaces")

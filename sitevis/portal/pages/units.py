@@ -8,8 +8,8 @@ from sitevis.talkers import human_bytes
 PREFIXES = ("", "k", "M", "G", "T", "P")
 
 
-def si(value: float | None, unit: str) -> str:
-    if value is None:
+def si(value: float | str | None, unit: str) -> str:
+    if value is None or value == "":  # "": a template's missing attribute
         return "—"
     scaled = float(value)
     for prefix in PREFIXES:
@@ -20,27 +20,27 @@ def si(value: float | None, unit: str) -> str:
     raise AssertionError("unreachable")
 
 
-def bits_per_s(value: float | None) -> str:
+def bits_per_s(value: float | str | None) -> str:
     return si(value, "bit/s")
 
 
-def packets_per_s(value: float | None) -> str:
+def packets_per_s(value: float | str | None) -> str:
     return si(value, "pps")
 
 
-def nbytes(value: float | None) -> str:
-    return "—" if value is None else human_bytes(float(value))
+def nbytes(value: float | str | None) -> str:
+    return "—" if value is None or value == "" else human_bytes(float(value))
 
 
-def age(seconds: float | None) -> str:
-    if seconds is None:
+def age(seconds: float | str | None) -> str:
+    if seconds is None or seconds == "":
         return "never"
-    seconds = max(0.0, seconds)
+    seconds = max(0.0, float(seconds))
     for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
         if seconds >= size:
             return f"{seconds / size:.1f} {unit} ago"
     return f"{seconds:.0f} s ago"
 
 
-def percent(value: float | None) -> str:
-    return "—" if value is None else f"{value * 100:.1f} %"
+def percent(value: float | str | None) -> str:
+    return "—" if value is None or value == "" else f"{float(value) * 100:.1f} %"

@@ -67,15 +67,18 @@ def _fill(request: HttpRequest, form: forms.RangeForm, context: dict[str, Any]) 
     age = context["health"]["last_seen_ms"]
     context["age_s"] = None if age is None else time.time() - age / 1000
     hstep, times, fields = sitehealth.over_time(db, rng, _where(request, site, name))
-    context["charts"] += [
+    context["charts"].append(
         charts.time_chart("box-health", f"Collector counters per {hstep.text}",
                           [(f, times, fields.get(f, [])) for f in COUNTERS if f in fields],
-                          "count"),
-        charts.time_chart("box-bpf", "BPF cost, ns per packet (mean)",
-                          [("bpf_ns_per_packet", times, fields.get("bpf_ns_per_packet", []))],
-                          "ns")]
+                          "count"))
+    # Only measured while kernel.bpf_stats_enabled=1: no flat line of zeros otherwise.
+    if any(fields.get("bpf_ns_per_packet", [])):
+        context["charts"].append(charts.time_chart(
+            "box-bpf", "BPF cost, ns per packet (mean)",
+            [("bpf_ns_per_packet", times, fields["bpf_ns_per_packet"])], "ns"))
     try:
-        busiest = top.top(db, "talkers", rng, _where(request, site, name), 10)
+        busiest = top.top(db, "talkers", rng,
+                          _where(request, site, name).tag("dir", "ingress"), 10)
     except source.RangeRefused:
         busiest = top.TopResult(None)
     context.update(rp=rp, step=step.text, range=rng, busiest=busiest)

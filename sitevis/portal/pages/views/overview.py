@@ -10,11 +10,34 @@ from django.http import HttpRequest, HttpResponse
 
 from sitevis.influx import InfluxError
 from sitevis.portal.pages import access, charts, forms
-from sitevis.portal.pages.views.common import interval_ms, late, totals
+from sitevis.portal.pages.views.common import Totals, interval_ms, late, totals
 from sitevis.portal.traffic import health, series, sitehealth, source, top
 from sitevis.query import QueryError
 
 TOP = 10
+CHART_BOXES = 8   # the busiest boxes drawn one by one, the rest as "other boxes"
+
+
+def _chart_lines(found: list[series.Series], moved: dict[tuple[str, str], Totals]
+                 ) -> list[tuple[str, list[int], list[float]]]:
+    """In and out per busy box, the other boxes summed: 100 boxes stay a readable chart
+    (and a small table); the boxes table has every box's numbers."""
+    weight: dict[str, int] = {}
+    for (box, _), moved_by in moved.items():
+        weight[box] = weight.get(box, 0) + moved_by.bytes
+    busy = set(sorted(weight, key=lambda b: (-weight[b], b))[:CHART_BOXES])
+    lines: list[tuple[str, list[int], list[float]]] = []
+    rest: dict[str, tuple[list[int], list[float]]] = {}
+    for s in found:
+        way = "in" if s.key.get("dir") == "ingress" else "out"
+        if s.key.get("box", "") in busy:
+            lines.append((f"{s.key.get('box', '')} {way}", s.times_ms, s.bits_per_s))
+            continue
+        summed = rest.setdefault(way, (s.times_ms, [0.0] * len(s.times_ms)))[1]
+        for i, value in enumerate(s.bits_per_s[:len(summed)]):
+            summed[i] += value
+    lines += [(f"other boxes {way}", times, summed) for way, (times, summed) in rest.items()]
+    return lines
 
 
 def _top(db: Any, request: HttpRequest, by: str, rng: Any) -> top.TopResult:
@@ -65,8 +88,7 @@ def _fill(request: HttpRequest, form: forms.RangeForm, context: dict[str, Any]) 
             "unhealthy": any(found_health.get(k) for k in (
                 "overflow_events", "ringbuf_lost", "write_errors", "unaccounted")),
             "in": moved.get((box, "ingress")), "out": moved.get((box, "egress"))})
-    lines = [(f"{s.key.get('box', '')} {'in' if s.key.get('dir') == 'ingress' else 'out'}",
-              s.times_ms, s.bits_per_s) for s in found]
+    lines = _chart_lines(found, moved)
     sign = {name: -1 for name, _, _ in lines if name.endswith(" out")}
     context["boxes"] = rows
     context["late"] = sum(1 for r in rows if r["late"])
