@@ -36,6 +36,7 @@ FIXTURE_NEEDS = {
     "influxdb_auth": ("influxd",),
 }
 LOCAL_NEEDS = {
+    "browser/test_pages.py": ("root", "bpf", "influxd"),
     "integration/collector/test_attach.py::netns": ("root",),
     "integration/collector/test_delivery.py::influxdb_tls": ("influxd",),
     "integration/collector/test_readiness.py::"
