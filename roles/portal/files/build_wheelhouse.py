@@ -3,7 +3,7 @@ wheel and the wheels of the portal's pinned dependencies for the monitor's Pytho
 
 Usage: build_wheelhouse.py PROJECT_DIR OUT_DIR PYTHON_VERSION [INDEX_URL] [--postgresql]
 Prints {"dir": OUT_DIR/<python>, "requirements": [...]}. The pins are the project's
-(pyproject.toml, extra `portal`, and PyYAML from its dependencies): one list, no copy.
+(pyproject.toml, extra `portal`, and PyYAML and rich from its dependencies): one list.
 psycopg only with --postgresql (SQLite needs nothing).
 """
 
@@ -26,7 +26,9 @@ def requirements(project: Path, postgresql: bool) -> list[str]:
     meta = tomllib.loads((project / "pyproject.toml").read_text())["project"]
     pins = [r for r in meta["optional-dependencies"]["portal"]
             if postgresql or not r.startswith("psycopg")]
-    pins += [r for r in meta["dependencies"] if r.lower().startswith("pyyaml")]
+    # The controller's light dependencies the portal's modules import (config: PyYAML;
+    # shared formatting in sitevis.talkers: rich); never Ansible or matplotlib.
+    pins += [r for r in meta["dependencies"] if r.lower().startswith(("pyyaml", "rich"))]
     return pins
 
 
