@@ -27,12 +27,15 @@ class Command(BaseCommand):
         parser.add_argument("--site", action="append", default=[],
                             help="limit to this site (repeat); default: every site")
         parser.add_argument("--password-file",
-                            help="file holding the password (default: generate, print once)")
+                            help="file holding the password, - for stdin "
+                                 "(default: generate, print once)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["password_file"]:
             try:
-                password = Path(options["password_file"]).read_text().strip()
+                # "-": the already open stdin (a service user cannot reopen root's pipe).
+                given = options["password_file"]
+                password = (sys.stdin.read() if given == "-" else Path(given).read_text()).strip()
             except OSError as err:
                 raise CommandError(f"--password-file: {err.strerror}") from None
             if len(password) < 12:
