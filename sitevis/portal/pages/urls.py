@@ -17,6 +17,7 @@ def favicon(request: HttpRequest) -> HttpResponse:
 
 urlpatterns = [
     path("", overview.overview, name="overview"),
+    path("overview/top/<str:by>/", overview.top_panel, name="overview-top"),
     path("boxes/<str:site>/<str:name>/", box.box, name="box"),
     path("flows/", flows.flows, name="flows"),
     path("flows.csv", flows.flows_csv, name="flows-csv"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 
 from sitevis.influx import InfluxError
 from sitevis.portal.pages import access, charts, forms
@@ -15,6 +15,9 @@ from sitevis.portal.traffic import health, series, sitehealth, source, top
 from sitevis.query import QueryError
 
 TOP = 10
+# Each top list scans the range's flow points (millions for a big site's hour): they load
+# after the page, side by side, so the boxes' health is on screen without waiting.
+TOPS = {"talkers": "Top talkers", "services": "Top services", "protocols": "Protocol mix"}
 CHART_BOXES = 8   # the busiest boxes drawn one by one, the rest as "other boxes"
 
 
@@ -95,12 +98,27 @@ def _fill(request: HttpRequest, form: forms.RangeForm, context: dict[str, Any]) 
     context["charts"] = [charts.time_chart(
         "site-traffic", "Traffic per box (in above the axis, out below)", lines, "bit/s",
         stacked=True, sign=sign)]
-    for by, title in (("talkers", "Top talkers"), ("services", "Top services"),
-                      ("protocols", "Protocol mix")):
-        result = _top(db, request, by, rng)
-        bars = [(charts.label(r.key), r.bytes * 8 / rng.seconds) for r in result.rows]
-        if result.other.bytes:
-            bars.append(("Other", result.other.bytes * 8 / rng.seconds))
-        context["tops"].append({"by": by, "title": title, "result": result,
-                                "chart": charts.bar_chart(f"top-{by}", title, bars, "bit/s")})
+    context["tops"] = [{"by": by, "title": title} for by, title in TOPS.items()]
     context.update(rp=rp, step=step.text, range=rng)
+
+
+@access.page
+def top_panel(request: HttpRequest, by: str) -> HttpResponse:
+    """One of the overview's top lists (loaded by htmx after the page)."""
+    if by not in TOPS:
+        raise Http404(by)
+    form = forms.RangeForm(request.GET)
+    context: dict[str, Any] = {"form": form, "t": {"by": by, "title": TOPS[by]}}
+    if form.is_valid() and access.where(request) is not None:
+        rng = form.range
+        try:
+            result = _top(source.influx(), request, by, rng)
+        except (InfluxError, QueryError) as err:
+            context["error"] = str(err)
+        else:
+            bars = [(charts.label(r.key), r.bytes * 8 / rng.seconds) for r in result.rows]
+            if result.other.bytes:
+                bars.append(("Other", result.other.bytes * 8 / rng.seconds))
+            context["t"].update(result=result, chart=charts.bar_chart(
+                f"top-{by}", TOPS[by], bars, "bit/s"))
+    return access.render_page(request, "pages/_top_panel.html", context)
