@@ -57,12 +57,18 @@ def wait(driver: Any, ready: Any, what: str, timeout: float = 30) -> None:
 
 
 def open_page(driver: Any, live: Live, path: str) -> None:
-    """Load a page, wait until plotly drew every chart, and find no console error."""
+    """Load a page, wait until its parts loaded after it are in (htmx) and plotly drew
+    every chart, and find no console error."""
     driver.get(f"{live.portal.url}{path}")
-    wait(driver, lambda: driver.execute_script(
-        "return document.readyState === 'complete' && "
-        "document.querySelectorAll('div.chart:not([data-drawn])').length === 0"), path)
+    wait(driver, lambda: loaded(driver), path)
     assert console_errors(driver) == [], path
+
+
+def loaded(driver: Any) -> bool:
+    return bool(driver.execute_script(
+        "return document.readyState === 'complete' && "
+        "!document.querySelector('[data-pending]') && "
+        "!document.querySelector('div.chart:not([data-drawn])')"))
 
 
 def values(driver: Any, css: str) -> list[str]:
@@ -112,6 +118,15 @@ def test_overview_numbers_equal_influxdb_and_what_was_sent(live: Live, browser: 
     links = [a.get_attribute("href") for a in by_css(browser, "a[data-grafana]")]
     assert links and all(href.startswith(GRAFANA) for href in links)
     screenshot(browser, "overview")
+    # What auto-refresh does (htmx swaps the live part in): the same numbers, redrawn.
+    browser.execute_script("document.querySelector('#live').dataset.old = '1';"
+                           "htmx.ajax('GET', location.href, {target: '#live', "
+                           "swap: 'outerHTML'})")
+    wait(browser, lambda: not by_css(browser, "#live[data-old]") and loaded(browser),
+         "refresh")
+    assert console_errors(browser) == []
+    assert by_css(browser, "tr[data-box='lab-1'] td[data-col=in_bytes]")[0].get_attribute(
+        "data-value") == row["lab-1"]["in_bytes"]
 
 
 def test_box_page_shows_its_interfaces_health_and_busiest_flow(live: Live, browser: Any):
@@ -172,6 +187,13 @@ def test_flow_explorer_filters_are_the_url_and_change_the_result(live: Live, bro
     open_page(browser, live, urlparse(browser.current_url).path + "?" +
               urlparse(browser.current_url).query)
     assert "no flows match" in by_css(browser, "[data-table=flows]")[0].text
+    # An address filter (src or dst) and an absolute range that holds the traffic.
+    peer, ip = lab(live)
+    start = time.strftime("%Y-%m-%dT%H:%M", time.gmtime(time.time() - 600))
+    open_page(browser, live, f"/flows/?start={start}&addr={ip}&dir=any&by=boxes")
+    assert values(browser, "[data-table=flows] tbody tr td:first-child") == ["lab-1"]
+    open_page(browser, live, f"/flows/?since=5m&addr={peer}&by=talkers")
+    assert values(browser, "[data-table=flows] tbody tr td:nth-child(-n+2)") == [peer, ip]
 
 
 def test_packets_page_lists_the_sampled_records(live: Live, browser: Any):
