@@ -348,7 +348,7 @@ class InfluxWriter:
         self._counters["points_folded"] += res.folded
         self._counters["points_rejected"] += lost
         self._counters["batches_written"] += 1
-        log.error("InfluxDB %s refused %d of %d points (%d folded into refused rows, %d "
+        log.error("InfluxDB %s refused %d of %d points (%d folded into other rows, %d "
                   "lost): %s", self._cfg.url, refused, batch.points, res.folded, lost, detail)
 
     def _backoff(self, attempt: int) -> float:
