@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 ENV = "SITEVIS_PORTAL_CONFIG"
-DEFAULT_PATH = Path("/etc/sitevis/portal.yml")
+DEFAULT_PATH = Path("/etc/sitevis-portal/portal.yml")  # where the portal role writes it
 
 
 class ConfigError(Exception):
@@ -80,7 +80,7 @@ def _section(data: dict[str, Any], key: str, cls: Any, path: Path) -> Any:
 
 
 def load(path: Path | None = None) -> PortalConfig:
-    """The config file of $SITEVIS_PORTAL_CONFIG (default /etc/sitevis/portal.yml)."""
+    """The config file of $SITEVIS_PORTAL_CONFIG (default /etc/sitevis-portal/portal.yml)."""
     path = path or Path(os.environ.get(ENV) or DEFAULT_PATH)
     try:
         data = yaml.safe_load(path.read_text()) or {}

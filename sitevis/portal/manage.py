@@ -11,7 +11,7 @@ import os
 import sys
 
 USAGE = ("usage: sitevis portal {serve,migrate,createuser,import,refresh,...} [options]\n"
-         "  config: $SITEVIS_PORTAL_CONFIG (default /etc/sitevis/portal.yml)\n")
+         "  config: $SITEVIS_PORTAL_CONFIG (default /etc/sitevis-portal/portal.yml)\n")
 
 
 def main(argv: list[str]) -> int:
