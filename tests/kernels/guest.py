@@ -202,8 +202,8 @@ class Collector:
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
             self.stderr.append(line.rstrip("\n"))
-            if "attached to veth0" in line:
-                self.logged_attach.set()
+            if "attached to veth0" in line or ("veth0" in line and "failed" in line):
+                self.logged_attach.set()   # now `hooks` tells: attached, or not
         self.logged_attach.set()   # it exited: nothing more to wait for
 
     def log(self, lines: int) -> str:
