@@ -169,7 +169,11 @@ static __always_inline int parse_fast(CTX *ctx, struct flow_key *k, struct meta 
     u64 n = m->caplen < WIN ? m->caplen : WIN;
     // Keep clang from bounds-checking a copy: the verifier must see n itself bounded.
     asm volatile("" : "+r"(n));
-    if (n < ETH_HDR_LEN || n > WIN)
+    if (n > WIN)
+        return 0;
+    // Two tests, not clang's (n - 14) > 54: the 6.1 verifier bounds n only from n itself.
+    asm volatile("" : "+r"(n));
+    if (n < ETH_HDR_LEN)
         return 0;
     if (LOAD(ctx, 0, h, n) < 0)
         return 0;
