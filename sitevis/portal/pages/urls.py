@@ -12,7 +12,7 @@ app_name = "pages"
 def favicon(request: HttpRequest) -> HttpResponse:
     """Browsers ask for /favicon.ico on every page without a <link rel=icon> (the login and
     API pages); a 404 there is a console error."""
-    return HttpResponseRedirect(static("pages/favicon.svg"))
+    return HttpResponseRedirect(static("pages/favicon.png"))
 
 
 urlpatterns = [
