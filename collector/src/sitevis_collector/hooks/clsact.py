@@ -20,6 +20,7 @@ from sitevis_collector.errors import (
 )
 from sitevis_collector.hooks import instances
 from sitevis_collector.hooks.base import Found, HookSet
+from sitevis_collector.hooks.dumps import dump_retrying
 from sitevis_collector.kernel import bpfsys
 from sitevis_collector.kernel.program import FlowProgram
 from sitevis_collector.records import EGRESS, INGRESS
@@ -79,7 +80,8 @@ class TcHooks(HookSet):
 
     def _filters(self, ifindex: int, direction: str) -> list:
         try:
-            return list(self._ipr.get_filters(index=ifindex, parent=PARENTS[direction]))
+            return dump_retrying(lambda: self._ipr.get_filters(index=ifindex,
+                                                               parent=PARENTS[direction]))
         except Exception as exc:
             if getattr(exc, "code", None) == errno.EINVAL:
                 return []  # no clsact qdisc: no filters
@@ -102,7 +104,7 @@ class TcHooks(HookSet):
         return msg["handle"] != 0
 
     def has_clsact(self, ifindex: int) -> bool:
-        qdiscs = self._ipr.get_qdiscs(index=ifindex)
+        qdiscs = dump_retrying(lambda: self._ipr.get_qdiscs(index=ifindex))
         return any(q.get_attr("TCA_KIND") == "clsact" for q in qdiscs)
 
     def found(self, ifindex: int) -> list[Found]:

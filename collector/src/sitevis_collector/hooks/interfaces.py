@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkDumpInterrupted, NetlinkError
+from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTMGRP_LINK
+
+from sitevis_collector.hooks.dumps import dump_retrying
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +65,8 @@ class Patterns:
         return any(fnmatch.fnmatchcase(ifname, pat) for pat in self.include)
 
 
-def _links(ipr: IPRoute, attempts: int = 5) -> list[Any]:
-    # A dump racing link changes is flagged NLM_F_DUMP_INTR: it may be inconsistent, so
-    # take it again (a burst of changes is exactly when a full view matters).
-    for attempt in range(attempts):
-        try:
-            return list(ipr.get_links())
-        except NetlinkDumpInterrupted:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.02 * (attempt + 1))
-    raise AssertionError("unreachable")
+def _links(ipr: IPRoute) -> list[Any]:
+    return dump_retrying(ipr.get_links)
 
 
 def list_interfaces(ipr: IPRoute | None = None) -> list[Interface]:
