@@ -69,6 +69,8 @@ def test_killed_collector_leaves_stale_filters_that_the_next_run_replaces(
     wait_attached(host_link.ifname, second, replacing=stale)
     assert len(our_filters(host_link.ifname)) == 2  # replaced, not doubled
     counts_once_and_leaves_nothing(second, influxdb, host_link)
+    # The clsact qdisc the killed one added (the veth had none) went with the second.
+    assert not has_clsact(host_link.ifname)
 
 
 def test_killed_collector_in_tcx_mode_leaves_nothing_and_the_next_run_counts_once(
@@ -197,6 +199,13 @@ def test_cleanup_removes_what_a_killed_collector_left(
     assert out.returncode == 0, out.stderr
     assert f"{host_link.ifname}: removed 2 sitevis filter(s)" in out.stdout
     assert our_filters(host_link.ifname) == []
+    assert not has_clsact(host_link.ifname)  # it added the qdisc; nothing else uses it
+
+
+def has_clsact(ifname: str) -> bool:
+    out = subprocess.run(["tc", "qdisc", "show", "dev", ifname], capture_output=True,
+                         text=True, check=True).stdout
+    return "clsact" in out
 
 
 def _counts_once_after_one_restore(proc: subprocess.Popen, influxdb: InfluxServer,

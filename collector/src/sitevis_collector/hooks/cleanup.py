@@ -64,6 +64,9 @@ def remove_all(pattern: str = "*", force: bool = False) -> dict[str, int]:
                 continue
             if count:
                 removed[iface.ifname] = count
+        # clsact qdiscs that only the removed filters used (a killed collector added them).
+        tc = kinds.get("tcx", kinds["clsact"])
+        tc.release_empty_qdiscs()  # type: ignore[union-attr]
     return removed
 
 

@@ -113,7 +113,31 @@ class TcHooks(HookSet):
                 if (name := self._sitevis_name(m)) is not None]
 
     def _remove(self, ifindex: int, found: Found) -> bool:
-        return self._delete(ifindex, found.direction)
+        removed = self._delete(ifindex, found.direction)
+        # A collector killed before it could detach leaves the clsact qdisc it added. Once
+        # its filters are gone and nothing else filters there, the qdisc is ours to
+        # remove when we go, as if we had added it.
+        if removed and not self._filters_left(ifindex):
+            self._created_qdisc.add(ifindex)
+        return removed
+
+    def _filters_left(self, ifindex: int) -> bool:
+        return any(self._is_filter(m) for d in (INGRESS, EGRESS)
+                   for m in self._filters(ifindex, d))
+
+    def release_empty_qdiscs(self) -> int:
+        """Remove the clsact qdiscs we added or took over that no filter uses any more
+        (cleanup, which attaches nothing, calls it at the end). Returns how many."""
+        released = 0
+        for ifindex in list(self._created_qdisc):
+            if ifindex in self.attached:
+                continue
+            self._created_qdisc.discard(ifindex)
+            with suppress(Exception):  # interface gone: its qdisc went with it
+                if not self._filters_left(ifindex):
+                    self._ipr.tc("del", "clsact", ifindex)
+                    released += 1
+        return released
 
     # --- changes -------------------------------------------------------------
 
@@ -171,10 +195,8 @@ class TcHooks(HookSet):
         self.attached.pop(ifindex, None)
         if ifindex in self._created_qdisc:
             self._created_qdisc.discard(ifindex)
-            left = [m for d in (INGRESS, EGRESS) for m in self._filters(ifindex, d)
-                    if self._is_filter(m)]
-            if not left:
-                with suppress(Exception):  # interface gone: its qdisc went with it
+            with suppress(Exception):  # interface gone: its qdisc went with it
+                if not self._filters_left(ifindex):
                     self._ipr.tc("del", "clsact", ifindex)
 
     def close(self) -> None:

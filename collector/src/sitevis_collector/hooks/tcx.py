@@ -137,6 +137,9 @@ class TcxHooks(HookSet):
         return (super().remove_stale(ifindex, claims)
                 + self._clsact.remove_stale(ifindex, claims))
 
+    def release_empty_qdiscs(self) -> int:
+        return self._clsact.release_empty_qdiscs()
+
     def close(self) -> None:
         self.detach_all()
         self._clsact.close()
