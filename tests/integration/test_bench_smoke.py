@@ -55,3 +55,29 @@ def test_quick_benchmarks_count_exactly_and_render(bench_ready, capsys):
     text = summary(tables, 1.0).render()
     assert "PASS" in text
     assert "100.0000 %" in capsys.readouterr().out
+
+
+def test_quick_site_scale_runs_against_the_role_influxdb(tmp_path, capsys):
+    """bench.sitescale --quick: the role's influxd, every box's points by the collector's
+    code, nothing refused, the new schema far below the old one in series."""
+    import json
+
+    from tests.harness.influx import find_influxd
+    from tests.harness.tools import tool
+
+    if find_influxd() is None:
+        pytest.skip("influxd not installed (Debian package influxdb)")
+    tool("ansible-playbook")
+    from bench import sitescale
+
+    out = tmp_path / "sitescale.json"
+    code = sitescale.main(["--quick", "--profiles", "scan", "--json", str(out)])
+    text = capsys.readouterr().out
+    assert code in (0, 1), text           # 2: could not run
+    data = json.loads(out.read_text())["profiles"]["scan"]
+    old, new = data["old"], data["new"]
+    assert old["refused"] == new["refused"] == 0, text
+    assert new["hours"] == 1.0 and 0 < old["hours"] <= 1.0
+    assert new["points"] > 0 and new["series"] < old["series"] / 5, text
+    assert all(q["n"] >= 1 and q["p95_s"] > 0 for q in new["queries"]), text
+    assert "Site scale, scan" in text and "boxes per monitor (new" in text
