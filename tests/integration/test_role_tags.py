@@ -62,7 +62,7 @@ def test_the_service_phase_brings_the_shared_init_script_tasks():
 def test_preflight_lists_only_checks_of_every_role():
     tasks = not_always(listed("site.yml", "--tags", "preflight"))
     assert {r for r, _, _ in tasks} == {"kernel_headers", "bcc", "collector", "influxdb",
-                                        "grafana", "common"}
+                                        "grafana", "portal", "common"}
     assert [t for t in tasks if "preflight" not in t[2]] == []
 
 
@@ -75,7 +75,8 @@ def test_a_role_tag_lists_the_whole_role_and_nothing_else():
 
 def test_remove_tags_select_one_role_s_removal():
     everything = not_always(listed("remove.yml"))
-    assert {r for r, _, _ in everything} == {"collector", "influxdb", "grafana", "common"}
+    assert {r for r, _, _ in everything} == {"collector", "influxdb", "grafana", "portal",
+                                             "common"}
     only = not_always(listed("remove.yml", "--tags", "collector_remove"))
     assert only and all("collector_remove" in t[2] for t in only)
     assert {r for r, _, _ in only} == {"collector", "common"}
