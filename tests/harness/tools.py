@@ -43,3 +43,14 @@ def tool(name: str) -> str:
         pytest.skip(f"{name} not found beside {sys.executable} nor on PATH: "
                     f"install {provider} into the environment pytest runs in")
     return found
+
+
+def host_processes(pattern: str) -> list[str]:
+    """`pgrep -af pattern` limited to this machine's own PID and mount namespaces: the
+    services of Molecule's containers (same command lines) are not this machine's."""
+    import os
+    import subprocess
+
+    out = subprocess.run(["pgrep", "--ns", str(os.getpid()), "--nslist", "pid,mnt",
+                          "-af", pattern], capture_output=True, text=True)
+    return out.stdout.splitlines()

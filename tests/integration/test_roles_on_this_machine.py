@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.tools import tool
+from tests.harness.tools import host_processes, tool
 
 REPO = Path(__file__).parents[2]
 PLAYBOOK = """
@@ -131,10 +131,8 @@ def runlevel_links(name: str) -> list[Path]:
 
 
 def our_processes() -> list[str]:
-    out = subprocess.run(["pgrep", "-af", "sitevis-collector run -c /etc/sitevis/|"
-                          "influxd.*-config /etc/influxdb/influxdb.conf"],
-                         capture_output=True, text=True)
-    return out.stdout.splitlines()
+    return host_processes("sitevis-collector run -c /etc/sitevis/|"
+                          "influxd.*-config /etc/influxdb/influxdb.conf")
 
 
 @pytest.mark.root

@@ -12,7 +12,7 @@ import pytest
 
 from sitevis.paths import project_dir
 from sitevis.runner import run_playbook
-from tests.harness.tools import tool
+from tests.harness.tools import host_processes, tool
 
 REPO = Path(__file__).parents[3]
 SECRET = "s3cr3t-Pa55-do-not-print"
@@ -191,8 +191,7 @@ def test_main_job_on_this_machine_is_idempotent_verified_and_removable(
         shutil.rmtree(REPO / "inventory/local/.secrets")
     # InfluxDB's users and data went with the monitor: the next rollout starts afresh.
     assert not Path("/var/lib/influxdb/meta").exists()
-    assert subprocess.run(["pgrep", "-f", "influxd.*/etc/influxdb/influxdb.conf"],
-                          capture_output=True).returncode == 1
+    assert host_processes("influxd.*/etc/influxdb/influxdb.conf") == []
 
 
 def test_sitevis_rollout_exits_nonzero_for_a_failing_host(tmp_path: Path, runner_dir: Path):
