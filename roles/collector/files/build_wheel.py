@@ -40,7 +40,16 @@ def main() -> int:
             return 1
         (wheel,) = built.glob("*.whl")
         target = out / wheel.name
-        shutil.copyfile(wheel, target)
+        # Atomically, staged beside the cache directory (same file system, never inside
+        # it): a rollout running beside this one (Molecule's scenarios share the cache)
+        # may be copying the wheel, or the whole directory, to a box right now.
+        staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+        staging.mkdir(exist_ok=True)
+        try:
+            shutil.copyfile(wheel, staging / wheel.name)
+            os.replace(staging / wheel.name, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     print(json.dumps({"wheel": str(target)}))
     return 0
 
