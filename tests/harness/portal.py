@@ -15,7 +15,7 @@ from typing import Any
 import requests
 import yaml
 
-from tests.harness.influx import free_port
+from tests.harness.influx import free_port, stop_process
 from tests.harness.tools import tool
 
 PASSWORD = "correct horse battery staple"
@@ -79,12 +79,7 @@ class PortalServer:
 
     def stop(self) -> None:
         if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+            stop_process(self._proc, 15)
             self._proc = None
 
     def cleanup(self) -> None:
