@@ -159,3 +159,19 @@ bind-address = "127.0.0.1:{self.rpc_port}"
                 for values in series["values"]:
                     out.append({**tags, **dict(zip(series["columns"], values, strict=True))})
         return out
+
+
+def create_role_layout(server: InfluxServer, db: str) -> None:
+    """The database as the influxdb role lays it out, without running the role: raw
+    (default, 30 d), long, sitevis_meta, and the dashboards' retention-policy selector
+    (roles/influxdb/vars/main.yml: raw serves ranges up to 2 days that start within its
+    30 days, long everything else)."""
+    for q in (f"CREATE DATABASE {db}",
+              f"CREATE RETENTION POLICY raw ON {db} DURATION 30d REPLICATION 1 DEFAULT",
+              f"CREATE RETENTION POLICY long ON {db} DURATION 400d REPLICATION 1",
+              f"CREATE RETENTION POLICY sitevis_meta ON {db} DURATION INF REPLICATION 1"):
+        server.query(q)
+    assert server.write(db, "sitevis_rp rp=\"raw\",interval=\"10s\",max_range_ms=172800000i "
+                        "2592000\nsitevis_rp rp=\"long\",interval=\"5m\","
+                        "max_range_ms=9223372036854775807i 7258118400",
+                        precision="s", rp="sitevis_meta") == 204

@@ -14,7 +14,7 @@ import pytest
 from sitevis import status, talkers
 from sitevis.influx import Influx
 from sitevis.query import duration
-from tests.harness.influx import InfluxServer, find_influxd
+from tests.harness.influx import InfluxServer, create_role_layout, find_influxd
 from tests.integration.controller.sitevis_cli import sitevis
 
 DB = "sitevis"
@@ -43,17 +43,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     try:
         server.start()
         now = int(time.time())
-        for q in (f"CREATE DATABASE {DB}",
-                  f"CREATE RETENTION POLICY raw ON {DB} DURATION 30d REPLICATION 1 DEFAULT",
-                  f"CREATE RETENTION POLICY long ON {DB} DURATION 400d REPLICATION 1",
-                  f"CREATE RETENTION POLICY sitevis_meta ON {DB} DURATION INF REPLICATION 1"):
-            server.query(q)
-        # The influxdb role's selector (roles/influxdb/vars/main.yml): raw serves ranges up
-        # to 2 days that start within its 30 days, long everything else.
-        assert server.write(DB, "sitevis_rp rp=\"raw\",interval=\"10s\",max_range_ms=172800000i "
-                            "2592000\nsitevis_rp rp=\"long\",interval=\"5m\","
-                            "max_range_ms=9223372036854775807i 7258118400",
-                            precision="s", rp="sitevis_meta") == 204
+        create_role_layout(server, DB)
         recent = now - 600
         raw = [flow("lab", RAW_TALKER, "udp/53", 1000, recent),
                flow("lab", "other", "udp/1", 50_000, recent),          # never a talker

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 
-from tests.harness.influx import InfluxServer, find_influxd
+from tests.harness.influx import InfluxServer, create_role_layout, find_influxd
 from tests.harness.portal import PortalServer
 
 DB = "sitevis"
@@ -45,16 +45,7 @@ def start_influx() -> InfluxServer:
         pytest.skip("influxd not installed (Debian package influxdb; ./run test installs it)")
     server = InfluxServer(binary)
     server.start()
-    for q in (f"CREATE DATABASE {DB}",
-              f"CREATE RETENTION POLICY raw ON {DB} DURATION 30d REPLICATION 1 DEFAULT",
-              f"CREATE RETENTION POLICY long ON {DB} DURATION 400d REPLICATION 1",
-              f"CREATE RETENTION POLICY sitevis_meta ON {DB} DURATION INF REPLICATION 1"):
-        server.query(q)
-    # The influxdb role's selector (roles/influxdb/vars/main.yml).
-    assert server.write(DB, "sitevis_rp rp=\"raw\",interval=\"10s\",max_range_ms=172800000i "
-                        "2592000\nsitevis_rp rp=\"long\",interval=\"5m\","
-                        "max_range_ms=9223372036854775807i 7258118400",
-                        precision="s", rp="sitevis_meta") == 204
+    create_role_layout(server, DB)
     return server
 
 
