@@ -92,9 +92,11 @@ EventListener = Callable[[dict[str, HostState], str], None]
 class EventReducer:
     """Folds ansible-runner events into HostState; tells a listener after each change."""
 
-    def __init__(self, listener: EventListener | None = None) -> None:
+    def __init__(self, listener: EventListener | None = None,
+                 on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.hosts: dict[str, HostState] = {}
         self.listener = listener
+        self.on_event = on_event   # every raw event (the portal's worker stores them)
 
     def _host(self, name: str) -> HostState:
         return self.hosts.setdefault(name, HostState(name))
@@ -103,6 +105,8 @@ class EventReducer:
         kind = event.get("event", "")
         data = event.get("event_data") or {}
         host_name = data.get("host")
+        if self.on_event:
+            self.on_event(event)
         if (host_name and kind.startswith("runner_on_")) or kind == "playbook_on_stats":
             self._apply(kind, data)
             if self.listener:
@@ -154,11 +158,14 @@ def run_playbook(
     check: bool = False,
     extravars: dict[str, Any] | None = None,
     listener: EventListener | None = None,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> RunResult:
     """Run playbooks/<playbook> (or an absolute path) from the project with ansible-runner.
 
     The inventory (default: ansible.cfg's) must exist (InventoryError otherwise, before
     anything is written). Never raises on a failed play: the result says what each host did.
+    `on_event` sees every raw event; `cancel` returning True stops the run (status canceled).
     """
     inventory_file = inventory_path(project, inventory)
     private = runner_dir(project)
@@ -171,7 +178,7 @@ def run_playbook(
         cmdline.append("--check")
     if tags:
         cmdline += ["--tags", tags]
-    reducer = EventReducer(listener)
+    reducer = EventReducer(listener, on_event)
     _put_interpreter_bin_on_path()
     # Extra vars may hold secrets. Given to ansible-runner they land in the recorded
     # command line (artifacts/<id>/command); a private file that is removed afterwards
@@ -190,6 +197,7 @@ def run_playbook(
             limit=limit,
             cmdline=" ".join(cmdline) or None,
             event_handler=reducer,
+            cancel_callback=cancel,
             suppress_env_files=True,       # env/ files would store extravars and passwords
             rotate_artifacts=KEEP_ARTIFACT_DIRS,
             quiet=True,
