@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "sitevis.portal.accounts",
     "sitevis.portal.changes",
     "sitevis.portal.pages",
+    "sitevis.portal.rollouts",
 ]
 
 MIDDLEWARE = [
