@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "sitevis.portal.changes",
     "sitevis.portal.pages",
     "sitevis.portal.rollouts",
+    "sitevis.portal.health",
 ]
 
 MIDDLEWARE = [
