@@ -40,12 +40,48 @@ class InfluxSettings:
 
 
 @dataclass(frozen=True)
+class HealthSettings:
+    """Thresholds of the health rules (sitevis.portal.health) and its webhooks' retries."""
+
+    interval_seconds: int = 10        # the collectors' interval; the evaluator's default
+    silent_intervals: int = 3         # no self-metrics for longer than this many: silent
+    window_intervals: int = 3         # counters are summed over this many intervals
+    min_coverage: float = 0.99        # iface packets / kernel packets over the window
+    max_overflow_events: int = 0      # more in the window: an issue (as the four below)
+    max_ringbuf_lost: int = 0
+    max_write_errors: int = 0         # write_errors + points_rejected + points_dropped
+    max_filters_restored: int = 0
+    max_spool_growth_bytes: int = 0   # spool_bytes last minus first in the window
+    resolve_after: int = 3            # healthy evaluations in a row that resolve an issue
+    webhook_attempts: int = 6
+    webhook_backoff_seconds: float = 10.0   # before the 2nd attempt, doubling after
+    webhook_timeout_seconds: float = 5.0
+
+
+def _check_health(health: HealthSettings, path: Path) -> None:
+    """Every value a number of its field's type, counts >= 1 where 0 makes no sense."""
+    positive = {"interval_seconds", "silent_intervals", "window_intervals", "resolve_after",
+                "webhook_attempts", "webhook_timeout_seconds"}
+    for name, spec in HealthSettings.__dataclass_fields__.items():
+        value = getattr(health, name)
+        kinds = (int, float) if spec.type == "float" else (int,)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise ConfigError(f"{path}: health.{name} must be a number, not {value!r}")
+        if value < (1 if name in positive else 0):
+            raise ConfigError(f"{path}: health.{name} must be at least "
+                              f"{1 if name in positive else 0}, not {value!r}")
+    if health.min_coverage > 1:
+        raise ConfigError(f"{path}: health.min_coverage must be between 0 and 1")
+
+
+@dataclass(frozen=True)
 class PortalConfig:
     path: Path
     secret_key_file: str
     state_dir: Path
     database: Database = field(default_factory=Database)
     influxdb: InfluxSettings = field(default_factory=InfluxSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
     allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
     https: bool = False               # secure cookies, HSTS; behind a TLS proxy
     debug: bool = False
@@ -92,15 +128,19 @@ def load(path: Path | None = None) -> PortalConfig:
         raise ConfigError(f"portal config {path}: must be a mapping")
     database = _section(data, "database", Database, path)
     influxdb = _section(data, "influxdb", InfluxSettings, path)
+    health = _section(data, "health", HealthSettings, path)
+    _check_health(health, path)
     if "secret_key_file" not in data:
         raise ConfigError(f"{path}: secret_key_file is required (a file holding the key)")
     if "allowed_hosts" in data:
         data["allowed_hosts"] = tuple(data["allowed_hosts"])
     data["state_dir"] = Path(data.get("state_dir") or "/var/lib/sitevis-portal")
-    known = set(PortalConfig.__dataclass_fields__) - {"path", "database", "influxdb"}
+    known = set(PortalConfig.__dataclass_fields__) - {"path", "database", "influxdb",
+                                                      "health"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{path}: {unknown[0]} is not a setting")
     if database.engine not in ("sqlite", "postgresql"):
         raise ConfigError(f"{path}: database.engine must be sqlite or postgresql")
-    return PortalConfig(path=path, database=database, influxdb=influxdb, **data)
+    return PortalConfig(path=path, database=database, influxdb=influxdb, health=health,
+                        **data)
