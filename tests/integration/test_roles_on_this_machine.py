@@ -1,16 +1,16 @@
-"""The kernel_headers and bcc roles, run for real with ansible-playbook on this machine."""
+"""The kernel_headers and bcc roles, run for real with ansible-playbook on this machine
+(the whole site on this machine: tests/integration/controller/test_runner.py, the main job)."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.harness.tools import host_processes, tool
+from tests.harness.tools import tool
 
 REPO = Path(__file__).parents[2]
 PLAYBOOK = """
@@ -101,65 +101,3 @@ def test_bcc_probe_names_missing_privileges(bcc_ready):
     assert result.returncode == 1
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("BCC probe failed: no privileges to load BPF programs"), result.stdout
-
-
-# --- the whole site on this machine, then removed by the roles ------------------------
-
-LEFTOVERS = [  # what the site's roles install here (inventory/local, no systemd or with)
-    "/opt/sitevis-collector", "/etc/sitevis", "/usr/share/sitevis-collector",
-    "/var/lib/sitevis-collector", "/etc/systemd/system/sitevis-collector.service",
-    "/etc/systemd/system/sitevis-collector.service.d", "/etc/init.d/sitevis-collector",
-    "/var/log/sitevis-collector.log", "/run/sitevis-collector.pid",
-    "/etc/init.d/sitevis-influxdb", "/run/sitevis-influxdb.pid",
-    "/var/log/influxdb/influxd.log", "/var/lib/influxdb/meta", "/var/lib/influxdb/data",
-    "/var/lib/influxdb/wal", "/etc/grafana", "/var/lib/grafana",
-]
-
-
-def site_playbook(name: str, *args: str) -> dict:
-    """Stats of localhost after playbooks/<name> on inventory/local (ansible.cfg's)."""
-    env = {**os.environ, "ANSIBLE_STDOUT_CALLBACK": "json",
-           "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
-    result = subprocess.run([tool("ansible-playbook"),
-                             f"playbooks/{name}", *args],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    return stats(result)
-
-
-def runlevel_links(name: str) -> list[Path]:
-    return sorted(Path("/etc").glob(f"rc?.d/[SK][0-9][0-9]{name}"))
-
-
-def our_processes() -> list[str]:
-    return host_processes("sitevis-collector run -c /etc/sitevis/|"
-                          "influxd.*-config /etc/influxdb/influxdb.conf")
-
-
-@pytest.mark.root
-def test_site_rolls_out_verifies_and_is_removed_leaving_nothing():
-    if os.geteuid() != 0:
-        pytest.skip("needs root: the rollout installs packages and services")
-    if Path("/etc/sitevis/collector.yml").exists():
-        pytest.skip("a site is rolled out on this machine: not removing someone's rollout")
-    before = {p for p in LEFTOVERS if Path(p).exists()}
-    secrets = REPO / "inventory/local/.secrets"
-    secrets_before, in_checkout_before = secrets.exists(), (REPO / ".cache/wheels").exists()
-    try:
-        assert site_playbook("site.yml")["failures"] == 0
-        assert Path("/etc/sitevis/collector.yml").is_file()
-        assert list((Path.home() / ".cache/sitevis/wheels").glob("sitevis_collector-*.whl"))
-        assert (REPO / ".cache/wheels").exists() == in_checkout_before, \
-            "the wheel cache must not be written into the checkout"
-        assert site_playbook("verify.yml")["failures"] == 0
-    finally:
-        removed = site_playbook("remove.yml", "-e", "sitevis_remove_monitor=true")
-        if not secrets_before and secrets.exists():
-            shutil.rmtree(secrets)
-    assert removed["failures"] == 0
-    left = [p for p in LEFTOVERS if Path(p).exists() and p not in before]
-    left += [str(p) for name in ("sitevis-collector", "sitevis-influxdb")
-             for p in runlevel_links(name)]
-    assert left == []
-    assert our_processes() == []
-    again = site_playbook("remove.yml", "-e", "sitevis_remove_monitor=true")
-    assert (again["changed"], again["failures"]) == (0, 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -12,7 +13,8 @@ import pytest
 
 from sitevis.paths import project_dir
 from sitevis.runner import run_playbook
-from tests.harness.tools import host_processes, tool
+from tests.harness import site_leftovers
+from tests.harness.tools import tool
 
 REPO = Path(__file__).parents[3]
 SECRET = "s3cr3t-Pa55-do-not-print"
@@ -147,14 +149,21 @@ def our_filters_on_this_machine() -> list[str]:
 @pytest.mark.root
 def test_main_job_on_this_machine_is_idempotent_verified_and_removable(
         tmp_path: Path, runner_dir: Path):
-    """The README's main job: the whole site onto this machine (box + monitor), twice."""
+    """The README's main job: the whole site onto this machine (box, monitor, portal),
+    twice; verify and status; then remove.yml leaves nothing the roles installed, and a
+    second remove changes nothing."""
     import os
     if os.geteuid() != 0:
         pytest.skip("needs root: the rollout installs packages and services")
     installed_before = Path("/etc/sitevis/collector.yml").exists()
     secrets_before = (REPO / "inventory/local/.secrets").exists()
+    wheels_in_checkout_before = (REPO / ".cache/wheels").exists()
+    before = site_leftovers.present()
     first = sitevis("rollout", "--json")
     assert first.returncode == 0, first.stderr[-3000:]
+    assert list((Path.home() / ".cache/sitevis/wheels").glob("sitevis_collector-*.whl"))
+    assert (REPO / ".cache/wheels").exists() == wheels_in_checkout_before, \
+        "the wheel cache must not be written into the checkout"
     second = sitevis("rollout", "--json")
     assert second.returncode == 0, second.stderr[-3000:]
     result = json.loads(second.stdout)
@@ -178,20 +187,28 @@ def test_main_job_on_this_machine_is_idempotent_verified_and_removable(
 
     if installed_before:
         return  # someone's real rollout: leave it in place
-    removed = subprocess.run(
-        [tool("ansible-playbook"), "playbooks/remove.yml",
-         "-e", "sitevis_remove_monitor=true"],
-        cwd=REPO, capture_output=True, text=True, timeout=600)
+    removed = remove_site()
     assert removed.returncode == 0, removed.stdout[-3000:]
     assert our_filters_on_this_machine() == []
-    for path in ("/opt/sitevis-collector", "/etc/sitevis", "/etc/init.d/sitevis-collector",
-                 "/usr/share/sitevis-collector"):
-        assert not Path(path).exists(), path
     if not secrets_before:   # passwords of a monitor that is gone
         shutil.rmtree(REPO / "inventory/local/.secrets")
-    # InfluxDB's users and data went with the monitor: the next rollout starts afresh.
-    assert not Path("/var/lib/influxdb/meta").exists()
-    assert host_processes("influxd.*/etc/influxdb/influxdb.conf") == []
+    assert site_leftovers.left_since(before) == []
+    assert site_leftovers.processes() == []
+    again = remove_site()
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert recap_changed(again.stdout) == 0, again.stdout[-3000:]
+
+
+def remove_site() -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [tool("ansible-playbook"), "playbooks/remove.yml", "-e", "sitevis_remove_monitor=true"],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def recap_changed(output: str) -> int:
+    """Sum of changed= over the PLAY RECAP lines of ansible-playbook's default output."""
+    recap = output[output.rindex("PLAY RECAP"):]
+    return sum(int(n) for n in re.findall(r"\bchanged=(\d+)", recap))
 
 
 def test_sitevis_rollout_exits_nonzero_for_a_failing_host(tmp_path: Path, runner_dir: Path):
