@@ -1,0 +1,132 @@
+"""The worker's part: claim the oldest queued rollout of an idle inventory, run it with
+ansible-runner, store its events and host results as they come."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from sitevis.inventory import InventoryError
+from sitevis.portal.rollouts import annotate, conf, redact
+from sitevis.portal.rollouts.models import Rollout, RolloutEvent, RolloutHost
+from sitevis.runner import HostState, run_playbook
+
+log = logging.getLogger("sitevis.portal.rollouts")
+State = Rollout.State
+EVENT_STATUS = {"runner_on_ok": "ok", "runner_on_failed": "failed",
+                "runner_on_skipped": "skipped", "runner_on_unreachable": "unreachable"}
+
+
+def _busy() -> QuerySet:
+    return Rollout.objects.filter(state=State.RUNNING).values("inventory")
+
+
+def claim() -> Rollout | None:
+    """Queued → running in one conditional UPDATE: of two workers racing for a rollout
+    one updates a row, the other none; an inventory with a running rollout is skipped
+    (SQLite serializes writers; PostgreSQL re-checks the row after the other's commit)."""
+    seen: set[str] = set()
+    queued = Rollout.objects.filter(state=State.QUEUED).exclude(inventory__in=_busy())
+    for candidate in queued.order_by("created", "id")[:50]:
+        if candidate.inventory in seen:
+            continue   # first come, first served within an inventory
+        seen.add(candidate.inventory)
+        if (Rollout.objects.filter(pk=candidate.pk, state=State.QUEUED)
+                .exclude(inventory__in=_busy())
+                .update(state=State.RUNNING, started=timezone.now())):
+            return Rollout.objects.get(pk=candidate.pk)
+    return None
+
+
+class Recorder:
+    """Stores events and host rows as ansible-runner reports them; tells it to cancel."""
+
+    HOSTS_EVERY_S = 1.0
+    CANCEL_EVERY_S = 0.5
+
+    def __init__(self, rollout: Rollout, stopping: Callable[[], bool]) -> None:
+        self.rollout = rollout
+        self.stopping = stopping
+        self._hosts_at = 0.0
+        self._cancel_at = 0.0
+        self._cancel = False
+
+    def event(self, event: dict[str, Any]) -> None:
+        kind = str(event.get("event", ""))
+        data = event.get("event_data") or {}
+        result = data.get("res") if isinstance(data.get("res"), dict) else {}
+        status = EVENT_STATUS.get(kind, "")
+        if kind == "runner_on_ok" and result.get("changed"):
+            status = "changed"
+        if kind == "runner_on_failed" and data.get("ignore_errors"):
+            status = "ignored"
+        name = data.get("task") or data.get("play") or ""
+        RolloutEvent.objects.get_or_create(rollout=self.rollout, counter=int(
+            event.get("counter") or 0), defaults={
+            "event": kind[:50], "host": str(data.get("host") or "")[:255],
+            "task": redact.text(str(name))[:255], "status": status,
+            "message": redact.message(result)[:500] if status else ""})
+
+    def hosts(self, hosts: dict[str, HostState], kind: str) -> None:
+        now = time.monotonic()
+        if kind == "playbook_on_stats" or now - self._hosts_at >= self.HOSTS_EVERY_S:
+            self._hosts_at = now
+            save_hosts(self.rollout, hosts)
+
+    def cancelled(self) -> bool:
+        now = time.monotonic()
+        if not self._cancel and now - self._cancel_at >= self.CANCEL_EVERY_S:
+            self._cancel_at = now
+            self._cancel = self.stopping() or Rollout.objects.filter(
+                pk=self.rollout.pk, cancel_requested=True).exists()
+        return self._cancel
+
+
+def save_hosts(rollout: Rollout, hosts: dict[str, HostState]) -> None:
+    for state in list(hosts.values()):
+        RolloutHost.objects.update_or_create(rollout=rollout, host=state.name[:255], defaults={
+            "ok": state.ok, "changed": state.changed, "failed": state.failed,
+            "skipped": state.skipped, "unreachable": state.unreachable,
+            "status": state.status, "task": redact.text(state.task)[:255]})
+
+
+def execute(rollout: Rollout, stopping: Callable[[], bool]) -> Rollout:
+    """Run a claimed rollout to its end; never raises for a failed play."""
+    annotate.write(rollout, "started")
+    recorder = Recorder(rollout, stopping)
+    cfg = conf.load()
+    inventory = cfg.inventory(rollout.inventory)
+    state, rc, detail = State.FAILED, None, ""
+    if cfg.project is None or inventory is None:
+        detail = f"inventory {rollout.inventory!r} is no longer in {cfg.path}"
+    else:
+        try:
+            result = run_playbook(
+                cfg.project, f"{rollout.playbook}.yml", inventory=str(inventory),
+                limit=rollout.limit or None, tags=rollout.tags or None,
+                check=rollout.check_mode, listener=recorder.hosts, on_event=recorder.event,
+                cancel=recorder.cancelled)
+        except InventoryError as err:
+            detail = str(err)
+        else:
+            save_hosts(rollout, result.hosts)
+            rc = result.rc
+            if result.status == "canceled":
+                state = State.CANCELLED
+                detail = "the worker stopped" if stopping() else "cancelled"
+            elif result.succeeded:
+                state = State.SUCCEEDED
+            elif result.no_host_matched:
+                detail = result.no_host_message()
+    Rollout.objects.filter(pk=rollout.pk).update(
+        state=state, rc=rc, detail=redact.text(detail)[:500], ended=timezone.now())
+    rollout.refresh_from_db()
+    annotate.write(rollout, state)
+    log.info("rollout #%s (%s on %s) %s", rollout.pk, rollout.playbook, rollout.inventory,
+             state)
+    return rollout
