@@ -18,11 +18,11 @@ AUTO = "auto"   # resolved_by of an issue the evaluator closed
 
 
 class LifecycleError(ValueError):
-    """A step the issue's state does not allow: one line."""
+    """A step the issue's status does not allow: one line."""
 
 
 def unresolved(box: Box, kind: str) -> Issue | None:
-    return Issue.objects.filter(box=box, kind=kind).exclude(state=State.RESOLVED).first()
+    return Issue.objects.filter(box=box, kind=kind).exclude(status=State.RESOLVED).first()
 
 
 def open_finding(box: Box, kind: str, detail: str = "",
@@ -53,11 +53,11 @@ def open_finding(box: Box, kind: str, detail: str = "",
 
 
 def resolve(issue: Issue, by: str, note: str = "", now: datetime | None = None) -> Issue:
-    if issue.state == State.RESOLVED:
+    if issue.status == State.RESOLVED:
         raise LifecycleError(f"issue {issue.pk} is already resolved")
     now = now or timezone.now()
     with transaction.atomic():
-        issue.state, issue.resolved_by, issue.resolved_at = State.RESOLVED, by, now
+        issue.status, issue.resolved_by, issue.resolved_at = State.RESOLVED, by, now
         if note:
             issue.note = note[:500]
         issue.save()
@@ -74,9 +74,9 @@ def resolve_finding(box: Box, kind: str, by: str = AUTO, note: str = "",
 
 
 def acknowledge(issue: Issue, by: str, note: str = "", now: datetime | None = None) -> Issue:
-    if issue.state != State.OPEN:
-        raise LifecycleError(f"issue {issue.pk} is {issue.state}, not open")
-    issue.state, issue.acknowledged_by = State.ACKNOWLEDGED, by
+    if issue.status != State.OPEN:
+        raise LifecycleError(f"issue {issue.pk} is {issue.status}, not open")
+    issue.status, issue.acknowledged_by = State.ACKNOWLEDGED, by
     issue.acknowledged_at = now or timezone.now()
     issue.note = note[:500]
     issue.save()
@@ -88,7 +88,7 @@ def healthy(box: Box, kinds: set[str], resolve_after: int,
     """One healthy evaluation of `kinds` on `box`: their unresolved issues count it, and
     those healthy `resolve_after` times in a row resolve. The issues resolved."""
     done = []
-    for issue in Issue.objects.filter(box=box, kind__in=kinds).exclude(state=State.RESOLVED):
+    for issue in Issue.objects.filter(box=box, kind__in=kinds).exclude(status=State.RESOLVED):
         issue.healthy_streak += 1
         if issue.healthy_streak >= resolve_after:
             done.append(resolve(issue, AUTO, now=now))

@@ -28,7 +28,7 @@ class State(models.TextChoices):
 class Issue(models.Model):
     box = models.ForeignKey(Box, on_delete=models.CASCADE, related_name="issues")
     kind = models.CharField(max_length=32, choices=Kind.choices)
-    state = models.CharField(max_length=16, choices=State.choices, default=State.OPEN)
+    status = models.CharField(max_length=16, choices=State.choices, default=State.OPEN)
     detail = models.CharField(max_length=500, blank=True)
     first_seen = models.DateTimeField()
     last_seen = models.DateTimeField()
@@ -43,7 +43,7 @@ class Issue(models.Model):
     class Meta:
         ordering = ["-last_seen", "-id"]
         constraints = [models.UniqueConstraint(
-            fields=["box", "kind"], condition=~Q(state="resolved"),
+            fields=["box", "kind"], condition=~Q(status="resolved"),
             name="one_unresolved_issue_per_box_and_kind")]
 
     def __str__(self) -> str:
@@ -70,7 +70,7 @@ class Delivery(models.Model):
     """One event for one webhook; the body is kept as sent, so every retry (and anyone
     checking later) signs the same bytes."""
 
-    class Status(models.TextChoices):
+    class Outcome(models.TextChoices):
         PENDING = "pending"
         DELIVERED = "delivered"
         FAILED = "failed"       # gave up after the configured attempts
@@ -79,7 +79,7 @@ class Delivery(models.Model):
     issue = models.ForeignKey(Issue, null=True, on_delete=models.SET_NULL, related_name="+")
     event = models.CharField(max_length=32)
     body = models.TextField()
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt = models.DateTimeField(db_index=True)
     created = models.DateTimeField()

@@ -83,7 +83,7 @@ def post(delivery: Delivery, timeout_s: float) -> tuple[int | None, str]:
 def deliver_due(now: datetime, policy: Policy) -> dict[str, int]:
     """Attempt every pending delivery that is due; counts of delivered, retrying, failed."""
     counts = {"delivered": 0, "retrying": 0, "failed": 0}
-    due = (Delivery.objects.filter(status=Delivery.Status.PENDING, next_attempt__lte=now,
+    due = (Delivery.objects.filter(outcome=Delivery.Outcome.PENDING, next_attempt__lte=now,
                                    webhook__enabled=True)
            .select_related("webhook").order_by("next_attempt", "id"))
     for delivery in due:
@@ -93,13 +93,13 @@ def deliver_due(now: datetime, policy: Policy) -> dict[str, int]:
                                duration_ms=int((time.monotonic() - started) * 1000))
         delivery.attempts += 1
         if code is not None and 200 <= code < 300:
-            delivery.status = Delivery.Status.DELIVERED
+            delivery.outcome = Delivery.Outcome.DELIVERED
         elif delivery.attempts >= policy.attempts:
-            delivery.status = Delivery.Status.FAILED
+            delivery.outcome = Delivery.Outcome.FAILED
         else:
             wait = policy.backoff_s * 2 ** (delivery.attempts - 1)
             delivery.next_attempt = now + timedelta(seconds=wait)
-        delivery.save(update_fields=["status", "attempts", "next_attempt"])
-        pending = delivery.status == Delivery.Status.PENDING
-        counts["retrying" if pending else str(delivery.status)] += 1
+        delivery.save(update_fields=["outcome", "attempts", "next_attempt"])
+        pending = delivery.outcome == Delivery.Outcome.PENDING
+        counts["retrying" if pending else str(delivery.outcome)] += 1
     return counts

@@ -1,0 +1,86 @@
+"""health: evaluate the health rules from InfluxDB and deliver due webhooks, once or in a
+loop (what the monitor's unit runs)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError, close_old_connections
+
+from sitevis.influx import InfluxError
+from sitevis.portal.changes import context
+from sitevis.portal.health import notify
+from sitevis.portal.health.evaluate import evaluate
+from sitevis.portal.traffic import source
+from sitevis.query import QueryError
+
+
+def _instant(text: str) -> datetime:
+    try:
+        return (datetime.fromtimestamp(float(text), tz=UTC) if text.replace(".", "").isdigit()
+                else datetime.fromisoformat(text))
+    except ValueError:
+        raise CommandError(f"--at {text!r} is not epoch seconds or an ISO time") from None
+
+
+class Command(BaseCommand):
+    help = "Evaluate health rules from InfluxDB, track issues, deliver webhooks"
+
+    def add_arguments(self, parser: Any) -> None:
+        how = parser.add_mutually_exclusive_group(required=True)
+        how.add_argument("--once", action="store_true", help="one evaluation, then exit")
+        how.add_argument("--loop", action="store_true", help="evaluate every --every seconds")
+        parser.add_argument("--every", type=float, default=None,
+                            help="seconds between evaluations (health.interval_seconds, 10)")
+        parser.add_argument("--at", default=None,
+                            help="evaluate as of this time (epoch seconds or ISO; --once)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        cfg = settings.CONFIG.health
+        every = options["every"] or cfg.interval_seconds
+        if every <= 0:
+            raise CommandError("--every must be more than 0 seconds")
+        if options["at"] and not options["once"]:
+            raise CommandError("--at goes with --once")
+        at = _instant(options["at"]) if options["at"] else None
+        token = context.bind(context.Actor.command("health"))
+        try:
+            if options["once"]:
+                if not self.run_once(at or datetime.now(UTC)):
+                    raise CommandError("evaluation failed (above)")
+                return
+            while True:
+                started = time.monotonic()
+                self.run_once(datetime.now(UTC))
+                close_old_connections()
+                time.sleep(max(0.0, every - (time.monotonic() - started)))
+        except KeyboardInterrupt:
+            return
+        finally:
+            context.reset(token)
+
+    def run_once(self, now: datetime) -> bool:
+        """Evaluate, then deliver (also when InfluxDB is away: manual resolves queue
+        deliveries too). False when a part failed; each failure is one line on stderr."""
+        cfg = settings.CONFIG.health
+        ok = True
+        try:
+            self.stdout.write(f"health: {evaluate(source.influx(), now, cfg).line()}")
+        except (InfluxError, QueryError, DatabaseError) as err:
+            self.stderr.write(f"health: evaluation skipped: {err}")
+            ok = False
+        policy = notify.Policy(cfg.webhook_attempts, cfg.webhook_backoff_seconds,
+                               cfg.webhook_timeout_seconds)
+        try:
+            counts = notify.deliver_due(now, policy)
+        except DatabaseError as err:
+            self.stderr.write(f"health: deliveries skipped: {err}")
+            return False
+        if any(counts.values()):
+            self.stdout.write("health: webhooks " + ", ".join(
+                f"{n} {what}" for what, n in counts.items()))
+        return ok
