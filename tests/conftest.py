@@ -58,9 +58,6 @@ LOCAL_NEEDS = {
     "integration/test_roles_on_this_machine.py::"
     "test_kernel_headers_links_generic_headers_once_and_check_mode_changes_nothing":
         ("root", "ansible", "rollout"),
-    "integration/test_roles_on_this_machine.py::"
-    "test_site_rolls_out_verifies_and_is_removed_leaving_nothing":
-        ("root", "bpf", "ansible", "rollout"),
 }
 
 
