@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from datetime import UTC, datetime
+from pathlib import Path
 
 from rich.console import Console
 
@@ -14,9 +16,10 @@ from sitevis.influx import InfluxError
 from sitevis.inventory import InventoryError
 from sitevis.options import DURATION, END, ROWS, RP, SITE, OneLineParser
 from sitevis.paths import ProjectNotFound, project_dir
+from sitevis.portal.rollouts import client as portal_client
 from sitevis.progress import Progress, print_summary
 from sitevis.retention import AUTO
-from sitevis.runner import run_playbook
+from sitevis.runner import RunResult, run_playbook
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -29,7 +32,7 @@ def _playbook_command(args: argparse.Namespace, playbook: str, title: str,
                       extravars: dict | None = None) -> int:
     console = make_console(stderr=args.json)
     project = project_dir()
-    started = time.monotonic()
+    started, began = time.monotonic(), datetime.now(UTC)
     with Progress(console, title) as progress:
         result = run_playbook(
             project, playbook, inventory=args.inventory, limit=args.limit,
@@ -40,9 +43,21 @@ def _playbook_command(args: argparse.Namespace, playbook: str, title: str,
         print(f"sitevis {args.command}: {result.no_host_message()}", file=sys.stderr)
     else:
         print_summary(console, result, time.monotonic() - started)
+    _record_in_portal(args, playbook, project, result, began)
     if args.json:
         print(result.to_json())
     return 0 if result.succeeded else 2
+
+
+def _record_in_portal(args: argparse.Namespace, playbook: str, project: Path,
+                      result: RunResult, began: datetime) -> None:
+    """The run in the portal's history when SITEVIS_PORTAL_URL is set (client.py)."""
+    run = {"playbook": playbook.removesuffix(".yml"), "limit": args.limit or "",
+           "tags": getattr(args, "tags", None) or "", "check": getattr(args, "check", False)}
+    commit = portal_client.git_head(project) or f"sitevis {__version__}"
+    warning = portal_client.record(run, result, began, datetime.now(UTC), commit)
+    if warning:
+        print(f"sitevis {args.command}: warning: {warning}", file=sys.stderr)
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:

@@ -3,7 +3,6 @@ in the change log."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from sitevis.portal.changes import context, record
-from sitevis.portal.rollouts import conf
+from sitevis.portal.rollouts import client, conf
 from sitevis.portal.rollouts.models import Rollout
 
 
@@ -22,15 +21,8 @@ class NotLaunchable(Exception):
 
 def project_commit(project: Path | None) -> str:
     """git HEAD of the project when it is a checkout, else the sitevis version."""
-    if project is not None:
-        try:
-            found = subprocess.run(["git", "-C", str(project), "rev-parse", "HEAD"],
-                                   capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            found = None
-        if found is not None and found.returncode == 0 and found.stdout.strip():
-            return found.stdout.strip()
-    return f"sitevis {settings.SITEVIS_VERSION}"
+    head = client.git_head(project) if project is not None else None
+    return head or f"sitevis {settings.SITEVIS_VERSION}"
 
 
 def log_change(action: str, rollout: Rollout, before: dict | None) -> None:

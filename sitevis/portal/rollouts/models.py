@@ -45,6 +45,7 @@ class Rollout(models.Model):
     ended = models.DateTimeField(null=True, blank=True)
     rc = models.IntegerField(null=True, blank=True)
     detail = models.CharField(max_length=500, blank=True)   # why it failed before a play
+    artifacts = models.CharField(max_length=500, blank=True)  # ansible-runner's artifact dir
 
     class Meta:
         ordering = ["-created", "-id"]

@@ -101,7 +101,7 @@ def execute(rollout: Rollout, stopping: Callable[[], bool]) -> Rollout:
     recorder = Recorder(rollout, stopping)
     cfg = conf.load()
     inventory = cfg.inventory(rollout.inventory)
-    state, rc, detail = State.FAILED, None, ""
+    state, rc, detail, artifacts = State.FAILED, None, "", ""
     if cfg.project is None or inventory is None:
         detail = f"inventory {rollout.inventory!r} is no longer in {cfg.path}"
     else:
@@ -115,7 +115,7 @@ def execute(rollout: Rollout, stopping: Callable[[], bool]) -> Rollout:
             detail = str(err)
         else:
             save_hosts(rollout, result.hosts)
-            rc = result.rc
+            rc, artifacts = result.rc, result.artifact_dir
             if result.status == "canceled":
                 state = State.CANCELLED
                 detail = "the worker stopped" if stopping() else "cancelled"
@@ -124,7 +124,8 @@ def execute(rollout: Rollout, stopping: Callable[[], bool]) -> Rollout:
             elif result.no_host_matched:
                 detail = result.no_host_message()
     Rollout.objects.filter(pk=rollout.pk).update(
-        state=state, rc=rc, detail=redact.text(detail)[:500], ended=timezone.now())
+        state=state, rc=rc, detail=redact.text(detail)[:500], artifacts=artifacts[:500],
+        ended=timezone.now())
     rollout.refresh_from_db()
     annotate.write(rollout, state)
     log.info("rollout #%s (%s on %s) %s", rollout.pk, rollout.playbook, rollout.inventory,
