@@ -6,15 +6,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from sitevis.inventory import InventoryError
 from sitevis.portal.rollouts import annotate, conf, redact
 from sitevis.portal.rollouts.models import Rollout, RolloutEvent, RolloutHost
-from sitevis.runner import HostState, run_playbook
+
+if TYPE_CHECKING:
+    from sitevis.runner import HostState
 
 log = logging.getLogger("sitevis.portal.rollouts")
 State = Rollout.State
@@ -95,34 +96,39 @@ def save_hosts(rollout: Rollout, hosts: dict[str, HostState]) -> None:
             "status": state.status, "task": redact.text(state.task)[:255]})
 
 
+def _run(rollout: Rollout, recorder: Recorder) -> tuple[str, int | None, str, str]:
+    """(state, rc, detail, artifact dir) of the run."""
+    try:
+        # Ansible only where rollouts are configured (the role installs it then).
+        from sitevis.inventory import InventoryError
+        from sitevis.runner import run_playbook
+    except ImportError as err:
+        return State.FAILED, None, f"ansible-runner is not installed here ({err})", ""
+    cfg = conf.load()
+    inventory = cfg.inventory(rollout.inventory)
+    if cfg.project is None or inventory is None:
+        return State.FAILED, None, f"no inventory {rollout.inventory!r} in {cfg.path}", ""
+    try:
+        result = run_playbook(
+            cfg.project, f"{rollout.playbook}.yml", inventory=str(inventory),
+            limit=rollout.limit or None, tags=rollout.tags or None, check=rollout.check_mode,
+            listener=recorder.hosts, on_event=recorder.event, cancel=recorder.cancelled)
+    except InventoryError as err:
+        return State.FAILED, None, str(err), ""
+    save_hosts(rollout, result.hosts)
+    if result.status == "canceled":
+        detail = "the worker stopped" if recorder.stopping() else "cancelled"
+        return State.CANCELLED, result.rc, detail, result.artifact_dir
+    if result.succeeded:
+        return State.SUCCEEDED, result.rc, "", result.artifact_dir
+    detail = result.no_host_message() if result.no_host_matched else ""
+    return State.FAILED, result.rc, detail, result.artifact_dir
+
+
 def execute(rollout: Rollout, stopping: Callable[[], bool]) -> Rollout:
     """Run a claimed rollout to its end; never raises for a failed play."""
     annotate.write(rollout, "started")
-    recorder = Recorder(rollout, stopping)
-    cfg = conf.load()
-    inventory = cfg.inventory(rollout.inventory)
-    state, rc, detail, artifacts = State.FAILED, None, "", ""
-    if cfg.project is None or inventory is None:
-        detail = f"inventory {rollout.inventory!r} is no longer in {cfg.path}"
-    else:
-        try:
-            result = run_playbook(
-                cfg.project, f"{rollout.playbook}.yml", inventory=str(inventory),
-                limit=rollout.limit or None, tags=rollout.tags or None,
-                check=rollout.check_mode, listener=recorder.hosts, on_event=recorder.event,
-                cancel=recorder.cancelled)
-        except InventoryError as err:
-            detail = str(err)
-        else:
-            save_hosts(rollout, result.hosts)
-            rc, artifacts = result.rc, result.artifact_dir
-            if result.status == "canceled":
-                state = State.CANCELLED
-                detail = "the worker stopped" if stopping() else "cancelled"
-            elif result.succeeded:
-                state = State.SUCCEEDED
-            elif result.no_host_matched:
-                detail = result.no_host_message()
+    state, rc, detail, artifacts = _run(rollout, Recorder(rollout, stopping))
     Rollout.objects.filter(pk=rollout.pk).update(
         state=state, rc=rc, detail=redact.text(detail)[:500], artifacts=artifacts[:500],
         ended=timezone.now())
