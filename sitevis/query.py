@@ -156,6 +156,12 @@ class Where:
     def text(self) -> str:
         return f" WHERE {' AND '.join(self.conditions)}" if self.conditions else ""
 
+    def copy(self) -> Where:
+        """The same conditions, to extend separately (one Where per query of a plan)."""
+        other = Where()
+        other.conditions, other.params = list(self.conditions), dict(self.params)
+        return other
+
 
 def select(columns: Sequence[str], measurement: str, where: Where, *, rp: str | None = None,
            group_by: Sequence[str] = ()) -> Query:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from rich.table import Table
 
+from sitevis import rollup
 from sitevis.influx import Influx
-from sitevis.query import Duration, QueryError, Where, aggregate, count, select
+from sitevis.query import Duration, QueryError, Where, count
 
 DIRECTIONS = ("ingress", "egress")
 GROUPINGS = {
@@ -26,23 +28,20 @@ class Row:
 
 def top(influx: Influx, by: str, since: Duration, direction: str, site: str | None,
         limit: int, rp: str | None = None) -> list[Row]:
-    """Largest rows by bytes from retention policy `rp` (default: the database's). A flow
-    crosses two boxes' interfaces (egress of one, ingress of the other): one direction
-    counts it once."""
+    """Largest rows by bytes from retention policy `rp` (default: the database's), through
+    its rollups when it is the raw policy (sitevis.rollup). A flow crosses two boxes'
+    interfaces (egress of one, ingress of the other): one direction counts it once."""
     tags = GROUPINGS[by]
     if direction not in DIRECTIONS:
         raise QueryError(f"direction {direction!r} is not one of {', '.join(DIRECTIONS)}")
-    where = (Where().since(since).tag("dir", direction)
+    where = (Where().tag("dir", direction)
              .tag("src", "other", equal=False).tag("src", "overflow", equal=False))
     if site:
         where.tag("site", site)
-    query = select([aggregate("SUM", "bytes", "bytes"), aggregate("SUM", "packets", "packets")],
-                   "flow", where, rp=rp, group_by=tags)
-    rows = []
-    for s in influx.query(query):
-        value = dict(zip(s.columns, s.values[0], strict=True))
-        rows.append(Row(tuple(s.tags.get(t, "") for t in tags), int(value["bytes"] or 0),
-                        int(value["packets"] or 0)))
+    end = time.time_ns()
+    sums = rollup.totals(influx, rp, where, ("bytes", "packets"), tags,
+                         end - since.seconds * rollup.NS, end, end)
+    rows = [Row(key, value["bytes"], value["packets"]) for key, value in sums.items()]
     rows.sort(key=lambda r: (-r.bytes, r.key))
     return rows[:count(limit)]
 

@@ -15,6 +15,9 @@ import pytest
 import yaml
 
 from dashboards import common
+from sitevis import rollup
+from sitevis.influx import Influx
+from sitevis.query import Where
 from tests.harness import grafana as g
 from tests.harness.influx import InfluxServer
 from tests.harness.influx_role import ADMIN, GRAFANA, apply_schema, stats
@@ -144,3 +147,48 @@ def test_the_long_policy_keeps_no_flow_addresses(server: InfluxServer, tmp_path:
     [row] = [dict(zip(series["columns"], values, strict=True)) for values in series["values"]]
     assert row["bytes"] == sum(100 + i for i in range(200)) and row["packets"] == 400
     assert row["flows"] == 200
+
+
+def test_flow_rollups_give_the_totals_raw_gives(server: InfluxServer, tmp_path: Path):
+    """The role's rollup continuous queries (flow -> flow_5m -> flow_1h, every tag), run
+    over three past hours of raw points of many peers: a top list read through them
+    (sitevis.rollup: whole hours, 5-minute buckets and raw edges) equals raw's sums, per
+    talker, and reads the hourly rollup where it can."""
+    stats(apply_schema(server, tmp_path))
+    cqs = {row["name"]: row["query"]
+           for row in server.rows("SHOW CONTINUOUS QUERIES", db=DB, auth=ADMIN)}
+    assert [n for n in cqs if "rollup" in n] == ["sitevis_rollup_flow_5m",
+                                                  "sitevis_rollup_flow_1h"]
+    hour = int(time.time()) // 3600 * 3600
+    first = hour - 4 * 3600                    # raw points in [first, first + 3 h)
+    lines = [f"flow,site=s,box=b{i % 3},iface=eth0,dir=ingress,proto=udp,"
+             f"src=198.18.{i % 7}.{i % 50},dst=198.19.0.1,service=udp/53 "
+             f"packets={1 + i % 4}i,bytes={60 + i % 1000}i,flows=1i {(first + 10 * i) * 10**9}"
+             for i in range(3 * 360)]
+    for chunk in range(0, len(lines), 5000):
+        server.write(DB, "\n".join(lines[chunk:chunk + 5000]), auth=ADMIN)
+    # What the CQs do at their schedule, done now for those hours (in order: 1h sums 5m).
+    for name in ("sitevis_rollup_flow_5m", "sitevis_rollup_flow_1h"):
+        text = cqs[name]
+        select = text[text.index("BEGIN ") + 6:text.rindex(" END")]
+        window = f"WHERE time >= {first}s AND time < {first + 3 * 3600}s GROUP BY"
+        server.query(select.replace("GROUP BY", window, 1), db=DB, auth=ADMIN)
+    influx = Influx(server.url, DB, *ADMIN)
+    rollup.clear_cache()
+    tiers = rollup.tiers(influx, RAW)
+    assert [t.measurement for t in tiers] == ["flow_1h", "flow_5m"]
+    start, end = (first + 53 * 60 + 7) * 10**9, (first + 3 * 3600 - 13 * 60 + 7) * 10**9
+    used = {s.measurement for s in rollup.plan(start, end, time.time_ns(), tiers)}
+    assert used == {"flow", "flow_5m", "flow_1h"}
+    through = rollup.totals(influx, RAW, Where().tag("dir", "ingress"),
+                            ("bytes", "packets"), ("src", "dst"), start, end)
+    direct = {}
+    query = (f'SELECT SUM("bytes") AS "bytes", SUM("packets") AS "packets" FROM "{RAW}"."flow" '
+             f"WHERE time >= {start} AND time < {end} GROUP BY src, dst")
+    for series in server.query(query, db=DB, auth=ADMIN)["results"][0]["series"]:
+        row = dict(zip(series["columns"], series["values"][0], strict=True))
+        direct[(series["tags"]["src"], series["tags"]["dst"])] = {
+            "bytes": row["bytes"], "packets": row["packets"]}
+    assert len(direct) == 350 and through == direct
+    second = stats(apply_schema(server, tmp_path))
+    assert second["changed"] == 0 and second["failures"] == 0

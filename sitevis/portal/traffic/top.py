@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sitevis import rollup
 from sitevis.influx import Influx
 from sitevis.portal.traffic import source
 from sitevis.portal.traffic.timerange import TimeRange
-from sitevis.query import Where, aggregate, select
+from sitevis.query import Where
 
 # The site overview's groupings (sitevis/overview.py: TOP_TALKERS, TOP_SERVICES,
 # PROTOCOL_MIX) plus boxes.
@@ -50,18 +51,17 @@ def folded(by: str, key: dict[str, str]) -> bool:
 
 
 def top(db: Influx, by: str, rng: TimeRange, where: Where, limit: int) -> TopResult:
-    """`where` holds the scope and tag filters; the range and policy are added here."""
+    """`where` holds the scope and tag filters; the range and policy are added here.
+    From the raw policy the sums come through its rollups (sitevis.rollup): whole hours
+    and 5-minute buckets where they are final, raw points for the edges."""
     tags = GROUPINGS[by]
     policy = source.for_addresses(db, rng) if by == "talkers" else source.policy(db, rng)
-    where.between(rng.start_ns, rng.end_ns)
-    query = select([aggregate("SUM", "bytes", "bytes"), aggregate("SUM", "packets", "packets")],
-                   "flow", where, rp=policy.name, group_by=tags)
+    sums = rollup.totals(db, policy.name, where, ("bytes", "packets"), tags,
+                         rng.start_ns, rng.end_ns)
     result = TopResult(policy.name)
     rows = []
-    for s in db.query(query):
-        value = dict(zip(s.columns, s.values[0], strict=True))
-        row = Row({t: s.tags.get(t, "") for t in tags}, int(value["bytes"] or 0),
-                  int(value["packets"] or 0))
+    for key, value in sums.items():
+        row = Row(dict(zip(tags, key, strict=True)), value["bytes"], value["packets"])
         if folded(by, row.key):
             result.other.bytes += row.bytes
             result.other.packets += row.packets
@@ -73,3 +73,4 @@ def top(db: Influx, by: str, rng: TimeRange, where: Where, limit: int) -> TopRes
         result.other.bytes += row.bytes
         result.other.packets += row.packets
     return result
+

@@ -22,11 +22,12 @@ from tests.integration.collector.collector_proc import start, stop, wait_attache
 from tests.integration.collector.kernel_kit import send_frames
 
 DB = "sitevis"
-# The role sized for one box creating at most 150 series a day, raw kept one day:
-# max-series-per-database = 2 x 1 x 150 x 1 = 300.
+# The role sized for one box creating at most 150 series a day, raw kept one day, no
+# flow rollups (no continuous queries run here): max-series-per-database = 2 x 1 x 150 x 1
+# = 300.
 ROLE = {"influxdb_site_boxes": 1, "influxdb_series_per_box_day": 150,
         "influxdb_raw_duration": "1d", "influxdb_raw_max_range": "1d",
-        "influxdb_index_version": "inmem"}
+        "influxdb_index_version": "inmem", "influxdb_rollup_intervals": []}
 BUDGET = {"talkers": 20, "admissions_per_hour": 360, "services": 5,
           "service_admissions_per_hour": 36}
 BURSTS, PEERS = 3, 1500
