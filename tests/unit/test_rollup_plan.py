@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from sitevis.rollup import NS, Segment, Tier, plan, settle_s
 
 M, H = 60 * NS, 3600 * NS
@@ -19,7 +21,7 @@ def test_segments_cover_the_range_once_in_order_coarsest_in_the_middle():
     segments = plan(start, end, now, [HOURLY, FIVE])
     spans = covered(segments)
     assert spans[0][0] == start and spans[-1][1] == end
-    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
     assert [s.measurement for s in segments] == ["flow", "flow_5m", "flow_1h", "flow_5m",
                                                  "flow"]
     assert segments[2] == Segment("flow_1h", T0 - 24 * H, T0)
