@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from sitevis.portal.changes import context, record
+from sitevis.portal.config import ConfigError
 from sitevis.portal.rollouts import client, conf
 from sitevis.portal.rollouts.models import Rollout
 
@@ -41,7 +42,10 @@ def waiting_for(rollout: Rollout) -> Rollout | None:
 def launch(*, playbook: str, inventory: str, limit: str, tags: str, check: bool,
            source: str) -> Rollout:
     """A queued rollout for the worker. Refused when this portal has no such inventory."""
-    cfg = conf.load()
+    try:
+        cfg = conf.load()
+    except ConfigError as err:
+        raise NotLaunchable(str(err)) from None
     if cfg.project is None:
         raise NotLaunchable(f"rollouts are not configured on this portal ({cfg.path} "
                             "names no project)")

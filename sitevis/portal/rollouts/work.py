@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from sitevis.portal.config import ConfigError
 from sitevis.portal.rollouts import annotate, conf, redact
 from sitevis.portal.rollouts.models import Rollout, RolloutEvent, RolloutHost
 
@@ -104,7 +105,10 @@ def _run(rollout: Rollout, recorder: Recorder) -> tuple[str, int | None, str, st
         from sitevis.runner import run_playbook
     except ImportError as err:
         return State.FAILED, None, f"ansible-runner is not installed here ({err})", ""
-    cfg = conf.load()
+    try:
+        cfg = conf.load()
+    except ConfigError as err:
+        return State.FAILED, None, str(err), ""
     inventory = cfg.inventory(rollout.inventory)
     if cfg.project is None or inventory is None:
         return State.FAILED, None, f"no inventory {rollout.inventory!r} in {cfg.path}", ""
