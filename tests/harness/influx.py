@@ -161,15 +161,43 @@ bind-address = "127.0.0.1:{self.rpc_port}"
         return out
 
 
-def create_role_layout(server: InfluxServer, db: str) -> None:
+# The influxdb role's flow rollups with its defaults (interval, source, EVERY, FOR);
+# test_influxdb_schema checks rollup_queries() against what the role creates.
+ROLLUPS = (("5m", "flow", "1m", "15m"), ("1h", "flow_5m", "5m", "3h"))
+
+
+def rollup_queries(db: str) -> dict[str, str]:
+    """Continuous query name -> its statement, as SHOW CONTINUOUS QUERIES prints it."""
+    return {f"sitevis_rollup_flow_{interval}": (
+        f"CREATE CONTINUOUS QUERY sitevis_rollup_flow_{interval} ON {db} RESAMPLE EVERY "
+        f"{every} FOR {window} BEGIN SELECT sum(packets) AS packets, sum(bytes) AS bytes, "
+        f"sum(flows) AS flows INTO {db}.raw.flow_{interval} FROM {db}.raw.{source} "
+        f"GROUP BY time({interval}), * END") for interval, source, every, window in ROLLUPS}
+
+
+def backfill_rollups(server: InfluxServer, db: str, start_s: int, end_s: int,
+                     auth: tuple[str, str] | None = None) -> None:
+    """What the rollup queries would have summed had they run while [start, end) was
+    written (points written with past times): their bodies over that range, an hour at
+    a time, the 5-minute rollup first."""
+    first, last = start_s - start_s % 3600, end_s - end_s % 3600 + 3600
+    for text in rollup_queries(db).values():
+        body = text[text.index("BEGIN ") + 6:text.rindex(" END")]
+        for hour in range(first, last, 3600):
+            window = f"WHERE time >= {hour}s AND time < {hour + 3600}s GROUP BY"
+            server.query(body.replace("GROUP BY", window, 1), db=db, auth=auth)
+
+
+def create_role_layout(server: InfluxServer, db: str, *, rollups: bool = False) -> None:
     """The database as the influxdb role lays it out, without running the role: raw
     (default, 30 d), long, sitevis_meta, and the dashboards' retention-policy selector
     (roles/influxdb/vars/main.yml: raw serves ranges up to 2 days that start within its
-    30 days, long everything else)."""
+    30 days, long everything else); with `rollups`, the flow rollups' queries."""
     for q in (f"CREATE DATABASE {db}",
               f"CREATE RETENTION POLICY raw ON {db} DURATION 30d REPLICATION 1 DEFAULT",
               f"CREATE RETENTION POLICY long ON {db} DURATION 400d REPLICATION 1",
-              f"CREATE RETENTION POLICY sitevis_meta ON {db} DURATION INF REPLICATION 1"):
+              f"CREATE RETENTION POLICY sitevis_meta ON {db} DURATION INF REPLICATION 1",
+              *(rollup_queries(db).values() if rollups else ())):
         server.query(q)
     assert server.write(db, "sitevis_rp rp=\"raw\",interval=\"10s\",max_range_ms=172800000i "
                         "2592000\nsitevis_rp rp=\"long\",interval=\"5m\","
