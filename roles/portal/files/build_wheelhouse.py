@@ -2,9 +2,11 @@
 wheel and the wheels of the portal's pinned dependencies for the monitor's Python.
 
 Usage: build_wheelhouse.py PROJECT_DIR OUT_DIR PYTHON_VERSION [INDEX_URL] [--postgresql]
+       [--rollouts|--no-rollouts]
 Prints {"dir": OUT_DIR/<python>, "requirements": [...]}. The pins are the project's
 (pyproject.toml, extra `portal`, and PyYAML and rich from its dependencies): one list.
-psycopg only with --postgresql (SQLite needs nothing).
+psycopg only with --postgresql (SQLite needs nothing); Ansible and ansible-runner only
+with --rollouts (the rollout worker runs playbooks).
 """
 
 import json
@@ -22,13 +24,15 @@ SOURCES = ("pyproject.toml", "README.md", "LICENSE", "sitevis")
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
 
 
-def requirements(project: Path, postgresql: bool) -> list[str]:
+def requirements(project: Path, postgresql: bool, rollouts: bool = False) -> list[str]:
     meta = tomllib.loads((project / "pyproject.toml").read_text())["project"]
     pins = [r for r in meta["optional-dependencies"]["portal"]
             if postgresql or not r.startswith("psycopg")]
     # The controller's light dependencies the portal's modules import (config: PyYAML;
-    # shared formatting in sitevis.talkers: rich); never Ansible or matplotlib.
-    pins += [r for r in meta["dependencies"] if r.lower().startswith(("pyyaml", "rich"))]
+    # shared formatting in sitevis.talkers: rich); Ansible only for the rollout worker;
+    # never matplotlib.
+    wanted = ("pyyaml", "rich") + (("ansible",) if rollouts else ())
+    pins += [r for r in meta["dependencies"] if r.lower().startswith(wanted)]
     return pins
 
 
@@ -38,7 +42,7 @@ def main() -> int:
     python, index = args[2], (args[3] if len(args) > 3 and args[3] else None)
     wheelhouse = out / f"py{python}"
     wheelhouse.mkdir(parents=True, exist_ok=True)
-    pins = requirements(project, "--postgresql" in sys.argv)
+    pins = requirements(project, "--postgresql" in sys.argv, "--rollouts" in sys.argv)
     with tempfile.TemporaryDirectory(prefix="sitevis-portal-src-") as tmp:
         for name in SOURCES:
             if (project / name).is_dir():
