@@ -7,5 +7,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/", include("sitevis.portal.api.urls")),
+    path("rollouts/", include("sitevis.portal.rollouts.urls")),
     path("", include("sitevis.portal.pages.urls")),   # overview (the home page), box, flows
 ]
