@@ -30,7 +30,7 @@ def sign(body: bytes, secret: str) -> str:
 
 def _issue_json(issue: Issue) -> dict[str, Any]:
     return {"id": issue.pk, "site": issue.box.site.name, "box": issue.box.name,
-            "kind": issue.kind, "state": issue.state, "detail": issue.detail,
+            "kind": issue.kind, "status": issue.status, "detail": issue.detail,
             "first_seen": issue.first_seen.isoformat(), "last_seen": issue.last_seen.isoformat(),
             "count": issue.count, "resolved_by": issue.resolved_by}
 

@@ -46,7 +46,7 @@ def issues(site: Site, user: str = "admin", /, **params: object) -> list[dict]:
     return answer.json()["results"]
 
 
-def post(site: Site, token: str, path: str, **body: object) -> tuple[int, dict]:
+def post(site: Site, token: str, path: str, /, **body: object) -> tuple[int, dict]:
     answer = site.as_user(token).post(f"{site.portal.url}{path}", json=body, timeout=30)
     return answer.status_code, answer.json()
 
@@ -65,13 +65,14 @@ from sitevis.portal.inventory.models import Box, Site
 for name in ("lab", "far"):
     Box.objects.create(name=f"{name}-box", site=Site.objects.create(name=name))
 for name, group, sites in (("admin", "admin", []), ("viewer", "viewer", []),
-        ("operator", "operator", []), ("labviewer", "viewer", ["--site", "lab"])):
+        ("operator", "operator", []), ("labviewer", "viewer", ["--site", "lab"]),
+        ("labadmin", "admin", ["--site", "lab"])):
     call_command("createuser", name, "--group", group, "--password-file", PASSWORD, *sites)
 made = {}
 for token, name, write in (("admin", "admin", True), ("viewer", "viewer", False),
         ("viewer-rw", "viewer", True), ("operator", "operator", False),
         ("operator-rw", "operator", True),
-        ("labviewer", "labviewer", False)):
+        ("labviewer", "labviewer", False), ("labadmin", "labadmin", True)):
     text, key_id, digest = tokens.new()
     ApiToken.objects.create(user=get_user_model().objects.get(username=name), key_id=key_id,
                             digest=digest, write_enabled=write)
@@ -90,21 +91,30 @@ class ApiPortal(PortalServer):
         return super().manage(*args, check=check)
 
 
+_STARTED: list[Site] = []   # test_health_webhooks imports the fixture: pytest sets it up
+                            # once per module that holds it, so the first one is reused
+
+
 @pytest.fixture(scope="session")
 def health_site() -> Iterator[Site]:
-    """One portal and influxd for both health modules; issues need two evaluations to
-    resolve by themselves (resolve_after 2) to keep the runs few."""
+    """One portal and influxd for both health modules. Two healthy evaluations resolve an
+    issue and a webhook gets two attempts, to keep the runs few."""
+    if _STARTED:
+        yield _STARTED[0]
+        return
     reason = portal_available()
     if reason:
         pytest.skip(reason)
     influx = start_influx()
-    portal = ApiPortal(influx.url, health={"resolve_after": 2})
+    portal = ApiPortal(influx.url, health={"resolve_after": 2, "webhook_attempts": 2})
     try:
         portal.start()
         script = SETUP.replace("PASSWORD", repr(str(portal.root / "password")))
         out = portal.manage("shell", "-c", script).stdout
-        yield Site(portal, influx, json.loads(out.strip().splitlines()[-1]))
+        _STARTED.append(Site(portal, influx, json.loads(out.strip().splitlines()[-1])))
+        yield _STARTED[0]
     finally:
+        _STARTED.clear()
         portal.cleanup()
         influx.cleanup()
 
