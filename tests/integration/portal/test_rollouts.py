@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -227,3 +228,38 @@ def test_cli_rollout_is_recorded_and_an_unreachable_portal_only_warns(rollouts: 
     assert ran.returncode == 0, ran.stdout + ran.stderr
     warnings = [line for line in ran.stderr.splitlines() if "warning" in line]
     assert len(warnings) == 1 and "not recorded in the portal" in warnings[0]
+
+
+def test_pages_launch_for_operators_only_and_live_progress(rollouts: Rollouts):
+    portal = rollouts.site.portal
+    viewer = portal.login("viewer")
+    page = viewer.get(f"{portal.url}/rollouts/")
+    assert page.status_code == 200 and 'href="/rollouts/"' in page.text
+    assert 'data-form="launch"' not in page.text and "<script>" not in page.text
+    refused = viewer.post(f"{portal.url}/rollouts/", data={
+        "playbook": "site", "inventory": "far",
+        "csrfmiddlewaretoken": viewer.cookies["csrftoken"]},
+        headers={"Referer": f"{portal.url}/rollouts/"})
+    assert refused.status_code == 403
+
+    operator = portal.login("operator")
+    form = operator.get(f"{portal.url}/rollouts/").text
+    assert 'data-form="launch"' in form and 'value="far"' in form
+    launched = operator.post(f"{portal.url}/rollouts/", data={
+        "playbook": "site", "inventory": "far", "limit": "h1", "check": "on",
+        "csrfmiddlewaretoken": operator.cookies["csrftoken"]},
+        headers={"Referer": f"{portal.url}/rollouts/"}, allow_redirects=False)
+    assert launched.status_code == 302, launched.text
+    detail_url = f"{portal.url}{launched.headers['Location']}"
+    rollout_id = int(detail_url.rstrip("/").rsplit("/", 1)[1])
+    if rollouts.worker is None:
+        rollouts.start_worker()
+    done = rollouts.ended(rollout_id)
+    assert done["source"] == "web" and done["launched_by_name"] == "operator"
+    detail = viewer.get(detail_url).text
+    assert 'data-host="h1"' in detail and 'data-form="cancel"' not in detail
+    assert 'hx-get' not in detail.split('id="progress"')[1].split(">")[0]   # ended: no poll
+    live = viewer.get(f"{detail_url}live/", params={"after": 3},
+                      headers={"HX-Request": "true"}).text
+    counters = [int(c) for c in re.findall(r'data-counter="(\d+)"', live)]
+    assert counters and min(counters) == 4 and 'hx-swap-oob="beforeend:#events"' in live
