@@ -34,13 +34,14 @@ def open_finding(box: Box, kind: str, detail: str = "",
         raise ValueError(f"{kind!r} is not an issue kind ({', '.join(Kind.values)})")
     now = now or timezone.now()
     detail = detail[:500]
-    for _ in range(2):   # a second opener racing us: count its issue instead
+    for _ in range(3):   # another process opening or resolving it meanwhile: look again
         found = unresolved(box, kind)
         if found is not None:
-            Issue.objects.filter(pk=found.pk).update(
-                last_seen=now, count=F("count") + 1, healthy_streak=0, detail=detail)
-            found.refresh_from_db()
-            return found
+            if Issue.objects.filter(pk=found.pk).exclude(status=State.RESOLVED).update(
+                    last_seen=now, count=F("count") + 1, healthy_streak=0, detail=detail):
+                found.refresh_from_db()
+                return found
+            continue
         try:
             with transaction.atomic():
                 issue = Issue.objects.create(box=box, kind=kind, detail=detail,
@@ -52,11 +53,18 @@ def open_finding(box: Box, kind: str, detail: str = "",
     raise IntegrityError(f"could not open or find the {kind} issue of {box.name}")
 
 
+def _locked(issue: Issue) -> Issue:
+    """The issue as stored now, locked until the transaction ends: the evaluator and the
+    web workers change issues concurrently, and a step must not undo another's."""
+    return Issue.objects.select_for_update().select_related("box__site").get(pk=issue.pk)
+
+
 def resolve(issue: Issue, by: str, note: str = "", now: datetime | None = None) -> Issue:
-    if issue.status == State.RESOLVED:
-        raise LifecycleError(f"issue {issue.pk} is already resolved")
     now = now or timezone.now()
     with transaction.atomic():
+        issue = _locked(issue)
+        if issue.status == State.RESOLVED:
+            raise LifecycleError(f"issue {issue.pk} is already resolved")
         issue.status, issue.resolved_by, issue.resolved_at = State.RESOLVED, by, now
         if note:
             issue.note = note[:500]
@@ -74,12 +82,14 @@ def resolve_finding(box: Box, kind: str, by: str = AUTO, note: str = "",
 
 
 def acknowledge(issue: Issue, by: str, note: str = "", now: datetime | None = None) -> Issue:
-    if issue.status != State.OPEN:
-        raise LifecycleError(f"issue {issue.pk} is {issue.status}, not open")
-    issue.status, issue.acknowledged_by = State.ACKNOWLEDGED, by
-    issue.acknowledged_at = now or timezone.now()
-    issue.note = note[:500]
-    issue.save()
+    with transaction.atomic():
+        issue = _locked(issue)
+        if issue.status != State.OPEN:
+            raise LifecycleError(f"issue {issue.pk} is {issue.status}, not open")
+        issue.status, issue.acknowledged_by = State.ACKNOWLEDGED, by
+        issue.acknowledged_at = now or timezone.now()
+        issue.note = note[:500]
+        issue.save()
     return issue
 
 
@@ -88,10 +98,12 @@ def healthy(box: Box, kinds: set[str], resolve_after: int,
     """One healthy evaluation of `kinds` on `box`: their unresolved issues count it, and
     those healthy `resolve_after` times in a row resolve. The issues resolved."""
     done = []
-    for issue in Issue.objects.filter(box=box, kind__in=kinds).exclude(status=State.RESOLVED):
-        issue.healthy_streak += 1
-        if issue.healthy_streak >= resolve_after:
-            done.append(resolve(issue, AUTO, now=now))
-        else:
-            Issue.objects.filter(pk=issue.pk).update(healthy_streak=issue.healthy_streak)
+    for pk in (Issue.objects.filter(box=box, kind__in=kinds).exclude(status=State.RESOLVED)
+               .values_list("pk", flat=True)):
+        with transaction.atomic():
+            counted = (Issue.objects.filter(pk=pk).exclude(status=State.RESOLVED)
+                       .update(healthy_streak=F("healthy_streak") + 1))
+            issue = Issue.objects.get(pk=pk)
+            if counted and issue.healthy_streak >= resolve_after:
+                done.append(resolve(issue, AUTO, now=now))
     return done

@@ -50,12 +50,12 @@ class Command(BaseCommand):
         token = context.bind(context.Actor.command("health"))
         try:
             if options["once"]:
-                if not self.run_once(at or datetime.now(UTC)):
+                if not self.run_once(at or datetime.now(UTC), quiet=False):
                     raise CommandError("evaluation failed (above)")
                 return
             while True:
                 started = time.monotonic()
-                self.run_once(datetime.now(UTC))
+                self.run_once(datetime.now(UTC), quiet=True)
                 close_old_connections()
                 time.sleep(max(0.0, every - (time.monotonic() - started)))
         except KeyboardInterrupt:
@@ -63,13 +63,16 @@ class Command(BaseCommand):
         finally:
             context.reset(token)
 
-    def run_once(self, now: datetime) -> bool:
+    def run_once(self, now: datetime, quiet: bool) -> bool:
         """Evaluate, then deliver (also when InfluxDB is away: manual resolves queue
-        deliveries too). False when a part failed; each failure is one line on stderr."""
+        deliveries too). False when a part failed; each failure is one line on stderr.
+        quiet: a line only when an issue opened or resolved (the loop's journal)."""
         cfg = settings.CONFIG.health
         ok = True
         try:
-            self.stdout.write(f"health: {evaluate(source.influx(), now, cfg).line()}")
+            summary = evaluate(source.influx(), now, cfg)
+            if not quiet or summary.opened or summary.resolved:
+                self.stdout.write(f"health: {summary.line()}")
         except (InfluxError, QueryError, DatabaseError) as err:
             self.stderr.write(f"health: evaluation skipped: {err}")
             ok = False
