@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from sitevis.portal.changes import context, record
 from sitevis.portal.config import ConfigError
-from sitevis.portal.rollouts import client, conf
+from sitevis.portal.rollouts import client, conf, findings
 from sitevis.portal.rollouts.models import Rollout
 
 
@@ -72,6 +72,7 @@ def record_external(*, hosts: dict[str, dict[str, Any]], **fields: Any) -> Rollo
         for name, host in hosts.items():
             rollout.hosts.create(host=name, **host)
         log_change("create", rollout, None)
+    findings.report(rollout)
     return rollout
 
 

@@ -12,7 +12,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from sitevis.portal.config import ConfigError
-from sitevis.portal.rollouts import annotate, conf, redact
+from sitevis.portal.rollouts import annotate, conf, findings, redact
 from sitevis.portal.rollouts.models import Rollout, RolloutEvent, RolloutHost
 
 if TYPE_CHECKING:
@@ -138,6 +138,7 @@ def execute(rollout: Rollout, stopping: Callable[[], bool]) -> Rollout:
         ended=timezone.now())
     rollout.refresh_from_db()
     annotate.write(rollout, state)
+    findings.report(rollout)
     log.info("rollout #%s (%s on %s) %s", rollout.pk, rollout.playbook, rollout.inventory,
              state)
     return rollout

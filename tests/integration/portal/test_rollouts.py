@@ -1,7 +1,7 @@
 """Rollouts from the portal on real parts: a live portal, a real `sitevis portal worker`
-and real ansible-runner running the throw-away project in rollout_fixtures/ (hosts h1, h2
-are this machine through ansible_connection=local; the playbooks only print, sleep and
-fail, so nothing on this machine changes)."""
+and real ansible-runner running the throw-away project in rollout_fixtures/ (hosts h1 and
+lab-box, a box of the portal, are this machine through ansible_connection=local; the
+playbooks only print, sleep and fail, so nothing on this machine changes)."""
 
 from __future__ import annotations
 
@@ -43,14 +43,15 @@ def wait(what: str, found: Callable[[], Any], timeout: float = 60) -> Any:
 
 
 class Rollouts:
-    """The portal with rollouts configured (inventories lab: h1+h2, far: h1) and a worker."""
+    """The portal with rollouts configured (inventories lab: h1 + lab-box, far: h1) and a
+    worker."""
 
     def __init__(self, site: Site, root: Path) -> None:
         self.site, self.root = site, root
         self.url = f"{site.portal.url}/api/rollouts/"
         self.project = root / "project"
         shutil.copytree(FIXTURES, self.project)
-        (root / "lab.ini").write_text(INVENTORY.format(extra="h2 ansible_connection=local"))
+        (root / "lab.ini").write_text(INVENTORY.format(extra="lab-box ansible_connection=local"))
         (root / "far.ini").write_text(INVENTORY.format(extra=""))
         (site.portal.config.parent / "rollouts.yml").write_text(yaml.safe_dump({
             "project": str(self.project),
@@ -144,18 +145,21 @@ def test_rollout_live_queue_matrix_cancel_history_and_secrets(rollouts: Rollouts
     assert counters == sorted(set(counters)) and len(counters) > 10
 
     done = rollouts.ended(one)
-    assert done["state"] == "failed" and done["rc"] != 0   # h2 fails on purpose
+    assert done["state"] == "failed" and done["rc"] != 0   # lab-box fails on purpose
     assert done["launched_by_name"] == "operator" and done["source"] == "api"
     assert done["commit"].startswith("sitevis ") and done["duration"] > 0
     # The host matrix is ansible's own recap (the runner's playbook_on_stats event).
     stats = recap(Path(done["artifacts"]))
     matrix = {h["host"]: h for h in done["hosts"]}
-    assert set(matrix) == {"h1", "h2"}
+    assert set(matrix) == {"h1", "lab-box"}
     for host, row in matrix.items():
         assert (row["ok"], row["changed"], row["failed"], row["skipped"]) == (
             stats["ok"].get(host, 0), stats["changed"].get(host, 0),
             stats["failures"].get(host, 0), stats["skipped"].get(host, 0))
-    assert matrix["h1"]["status"] == "changed" and matrix["h2"]["status"] == "failed"
+    assert matrix["h1"]["status"] == "changed" and matrix["lab-box"]["status"] == "failed"
+    issues = rollouts.site.get("viewer", "/api/health/issues/", kind="rollout_failed",
+                               box="lab-box").json()["results"]
+    assert len(issues) == 1 and f"rollout #{one}" in issues[0]["detail"]
 
     # The second launch ran after the first; cancelled while it runs, the worker lives on.
     wait("the second rollout to run its sleep", lambda: any(
