@@ -20,11 +20,13 @@ from sitevis.query import QueryError
 
 
 def _instant(text: str) -> datetime:
+    """Epoch seconds or an ISO time (UTC unless it says otherwise)."""
     try:
-        return (datetime.fromtimestamp(float(text), tz=UTC) if text.replace(".", "").isdigit()
-                else datetime.fromisoformat(text))
-    except ValueError:
+        found = (datetime.fromtimestamp(float(text), tz=UTC) if text.replace(".", "").isdigit()
+                 else datetime.fromisoformat(text))
+    except (ValueError, OverflowError, OSError):
         raise CommandError(f"--at {text!r} is not epoch seconds or an ISO time") from None
+    return found if found.tzinfo else found.replace(tzinfo=UTC)
 
 
 class Command(BaseCommand):
@@ -41,7 +43,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         cfg = settings.CONFIG.health
-        every = options["every"] or cfg.interval_seconds
+        every = cfg.interval_seconds if options["every"] is None else options["every"]
         if every <= 0:
             raise CommandError("--every must be more than 0 seconds")
         if options["at"] and not options["once"]:
