@@ -5,7 +5,7 @@ resolved accordingly."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sitevis.influx import Influx
@@ -17,6 +17,7 @@ from sitevis.portal.traffic.timerange import NS, TimeRange
 from sitevis.query import Where, aggregate, select
 
 BoxKey = tuple[str, str]   # (site, box)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,8 @@ def _write_losses(db: Influx, rng: TimeRange) -> dict[BoxKey, dict[str, Any]]:
 
 
 def evaluate(db: Influx, now: datetime, cfg: HealthSettings) -> Summary:
-    end_ns = int(now.timestamp() * NS) + 1   # a point stamped `now` belongs to it
+    # Exact nanoseconds (a float would be off by hundreds); a point stamped `now` counts.
+    end_ns = (now - EPOCH) // timedelta(microseconds=1) * 1000 + 1
     window = TimeRange(end_ns - cfg.window_intervals * cfg.interval_seconds * NS, end_ns)
     since = max(0, end_ns - health.LAST_SEEN_WITHIN.ns)
     last_seen = {(r["site"], r["box"]): r["last_seen_ms"]
