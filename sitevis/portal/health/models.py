@@ -9,14 +9,16 @@ from sitevis.portal.inventory.models import Box, Site
 
 
 class Kind(models.TextChoices):
-    SILENT = "silent", "box silent"
-    COVERAGE = "coverage", "coverage below the minimum"
-    OVERFLOW = "overflow", "flow table overflow"
-    RINGBUF_LOST = "ringbuf_lost", "ring-buffer losses"
-    WRITE_ERRORS = "write_errors", "write errors or refused points"
-    SPOOL_GROWING = "spool_growing", "spool growing"
-    FILTERS_RESTORED = "filters_restored", "filters restored after removal"
-    ROLLOUT_FAILED = "rollout_failed", "rollout failed"
+    """What is wrong (docs/architecture.md, "Health issues", says what fires each)."""
+
+    SILENT = "silent"
+    COVERAGE = "coverage"
+    OVERFLOW = "overflow"
+    RINGBUF_LOST = "ringbuf_lost"
+    WRITE_ERRORS = "write_errors"
+    SPOOL_GROWING = "spool_growing"
+    FILTERS_RESTORED = "filters_restored"
+    ROLLOUT_FAILED = "rollout_failed"
 
 
 class State(models.TextChoices):
