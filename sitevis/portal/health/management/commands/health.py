@@ -3,6 +3,8 @@ loop (what the monitor's unit runs)."""
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -55,11 +57,15 @@ class Command(BaseCommand):
                 if not self.run_once(at or datetime.now(UTC), quiet=False):
                     raise CommandError("evaluation failed (above)")
                 return
-            while True:
+            # SIGTERM (systemd's stop) ends the loop between runs: a run in progress
+            # finishes, so no attempt is made without being recorded.
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            while not stop.is_set():
                 started = time.monotonic()
                 self.run_once(datetime.now(UTC), quiet=True)
                 close_old_connections()
-                time.sleep(max(0.0, every - (time.monotonic() - started)))
+                stop.wait(max(0.0, every - (time.monotonic() - started)))
         except KeyboardInterrupt:
             return
         finally:
