@@ -163,6 +163,16 @@ class Where:
         return other
 
 
+def combine(queries: Sequence[Query]) -> Query:
+    """The statements as one request (InfluxDB answers each; Influx.query returns the
+    series of all), each statement's parameters renamed so that they stay its own."""
+    texts, params = [], {}
+    for i, q in enumerate(queries):
+        texts.append(re.sub(r"\$(p\d+)\b", lambda m, i=i: f"$s{i}{m[1]}", q.text))
+        params.update({f"s{i}{name}": value for name, value in q.params.items()})
+    return Query("; ".join(texts), params)
+
+
 def select(columns: Sequence[str], measurement: str, where: Where, *, rp: str | None = None,
            group_by: Sequence[str] = ()) -> Query:
     """SELECT columns FROM [rp.]measurement WHERE ... GROUP BY tags.

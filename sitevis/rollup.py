@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sitevis.influx import Influx, InfluxError
-from sitevis.query import Query, Where, aggregate, identifier, select
+from sitevis.query import Query, Where, aggregate, combine, identifier, select
 
 NS = 1_000_000_000
 BASE = "flow"
@@ -137,23 +137,27 @@ Key = tuple[str, ...]
 
 def totals(db: Influx, rp: str | None, where: Where, fields: Sequence[str],
            group_by: Sequence[str], start_ns: int, end_ns: int,
-           now_ns: int | None = None) -> dict[Key, dict[str, int]]:
+           now_ns: int | None = None, *, through: Sequence[Tier] | None = None
+           ) -> dict[Key, dict[str, int]]:
     """SUM of each field over [start, end) per group_by tag values, read through the
-    rollups `rp` holds (none in the downsampled policy); `where` holds the other
-    conditions and is not changed."""
-    segments = plan(start_ns, end_ns, now_ns or time.time_ns(), tiers(db, rp))
+    rollups `rp` holds (none in the downsampled policy), or only `through` these (a
+    benchmark's [] reads raw alone); `where` holds the other conditions, unchanged."""
+    found = tiers(db, rp) if through is None else through
+    segments = plan(start_ns, end_ns, now_ns or time.time_ns(), found)
     out: dict[Key, dict[str, int]] = {}
     columns = [aggregate("SUM", f, f) for f in fields]
-    for segment in segments:
-        query = select(columns, segment.measurement,
-                       where.copy().between(segment.start_ns, segment.end_ns),
-                       rp=rp, group_by=group_by)
-        for s in db.query(query):
-            key = tuple(s.tags.get(t, "") for t in group_by)
-            row = dict(zip(s.columns, s.values[0], strict=True))
-            sums = out.setdefault(key, dict.fromkeys(fields, 0))
-            for f in fields:
-                sums[f] += int(row.get(f) or 0)
+    if not segments:
+        return out
+    # One request: the segments' statements are answered one after the other.
+    query = combine([select(columns, segment.measurement,
+                            where.copy().between(segment.start_ns, segment.end_ns),
+                            rp=rp, group_by=group_by) for segment in segments])
+    for s in db.query(query):
+        key = tuple(s.tags.get(t, "") for t in group_by)
+        row = dict(zip(s.columns, s.values[0], strict=True))
+        sums = out.setdefault(key, dict.fromkeys(fields, 0))
+        for f in fields:
+            sums[f] += int(row.get(f) or 0)
     return out
 
 

@@ -117,7 +117,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 
     def _request(
         self, path: str, params: dict[str, str], data: bytes | None = None,
-        auth: tuple[str, str] | None = None,
+        auth: tuple[str, str] | None = None, timeout: float = 10,
     ) -> tuple[int, bytes]:
         url = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
         req = urllib.request.Request(url, data=data, method="POST")
@@ -125,18 +125,18 @@ bind-address = "127.0.0.1:{self.rpc_port}"
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
             req.add_header("Authorization", f"Basic {token}")
         try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as err:
             return err.code, err.read()
 
     def query(self, q: str, db: str | None = None,
-              auth: tuple[str, str] | None = None) -> dict:
+              auth: tuple[str, str] | None = None, timeout: float = 10) -> dict:
         """Run InfluxQL; returns the decoded JSON body (raises on a non-2xx answer)."""
         params = {"q": q, "epoch": "ns"}
         if db:
             params["db"] = db
-        status, body = self._request("/query", params, auth=auth)
+        status, body = self._request("/query", params, auth=auth, timeout=timeout)
         if status // 100 != 2:
             raise RuntimeError(f"query {q!r} answered {status}: {body.decode(errors='replace')}")
         return json.loads(body)

@@ -49,3 +49,16 @@ def test_an_empty_range_plans_nothing():
 def test_settle_times_follow_the_role_s_cq_schedule():
     # flow_5m runs every minute, flow_1h every 5 minutes (roles/influxdb/vars/main.yml).
     assert settle_s([300, 3600]) == [30 + 2 * 60, 30 + 2 * 60 + 2 * 300]
+
+
+def test_combined_statements_keep_their_own_parameters():
+    from sitevis.query import Where, combine, select
+
+    first = select(["SUM(\"bytes\")"], "flow", Where().tag("box", "a").between(1, 2))
+    second = select(["SUM(\"bytes\")"], "flow_5m", Where().tag("box", "a").between(3, 4))
+    joined = combine([first, second])
+    assert joined.text.count(";") == 1
+    assert joined.text.split("; ")[1].endswith("WHERE \"box\" = $s1p0 AND time >= $s1p1 "
+                                               "AND time < $s1p2")
+    assert joined.params == {"s0p0": "a", "s0p1": 1, "s0p2": 2,
+                             "s1p0": "a", "s1p1": 3, "s1p2": 4}

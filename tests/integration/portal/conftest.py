@@ -39,13 +39,13 @@ class Site:
         return self.as_user(name).get(f"{self.portal.url}{path}", params=params, timeout=30)
 
 
-def start_influx() -> InfluxServer:
+def start_influx(*, rollups: bool = False) -> InfluxServer:
     binary = find_influxd()
     if binary is None:
         pytest.skip("influxd not installed (Debian package influxdb; ./run test installs it)")
     server = InfluxServer(binary)
     server.start()
-    create_role_layout(server, DB)
+    create_role_layout(server, DB, rollups=rollups)
     return server
 
 
