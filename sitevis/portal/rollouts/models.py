@@ -46,6 +46,7 @@ class Rollout(models.Model):
     rc = models.IntegerField(null=True, blank=True)
     detail = models.CharField(max_length=500, blank=True)   # why it failed before a play
     artifacts = models.CharField(max_length=500, blank=True)  # ansible-runner's artifact dir
+    worker = models.CharField(max_length=300, blank=True)     # host:pid of the worker running it
 
     class Meta:
         ordering = ["-created", "-id"]

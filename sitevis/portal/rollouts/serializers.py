@@ -34,7 +34,7 @@ class RolloutSerializer(serializers.ModelSerializer):
         fields = ["id", "url", "playbook", "inventory", "limit", "tags", "check",
                   "launched_by_name", "source", "source_ip", "commit", "state",
                   "cancel_requested", "created", "started", "ended", "duration", "rc",
-                  "detail", "artifacts", "hosts"]
+                  "detail", "artifacts", "worker", "hosts"]
         read_only_fields = fields
 
 

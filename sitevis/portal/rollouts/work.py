@@ -4,6 +4,8 @@ ansible-runner, store its events and host results as they come."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -28,6 +30,35 @@ def _busy() -> QuerySet:
     return Rollout.objects.filter(state=State.RUNNING).values("inventory")
 
 
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover() -> list[int]:
+    """Rollouts left running by a worker of this machine that is gone (killed, crashed):
+    failed, so their inventory is free again. The ids."""
+    host = socket.gethostname()
+    lost = []
+    for rollout in Rollout.objects.filter(state=State.RUNNING, worker__startswith=f"{host}:"):
+        pid = rollout.worker.rsplit(":", 1)[1]
+        if pid.isdigit() and not _alive(int(pid)) and Rollout.objects.filter(
+                pk=rollout.pk, state=State.RUNNING, worker=rollout.worker).update(
+                state=State.FAILED, ended=timezone.now(),
+                detail=f"the worker running it (pid {pid}) stopped before it ended"):
+            lost.append(rollout.pk)
+    return lost
+
+
 def claim() -> Rollout | None:
     """Queued → running in one conditional UPDATE: of two workers racing for a rollout
     one updates a row, the other none; an inventory with a running rollout is skipped
@@ -40,7 +71,7 @@ def claim() -> Rollout | None:
         seen.add(candidate.inventory)
         if (Rollout.objects.filter(pk=candidate.pk, state=State.QUEUED)
                 .exclude(inventory__in=_busy())
-                .update(state=State.RUNNING, started=timezone.now())):
+                .update(state=State.RUNNING, started=timezone.now(), worker=worker_id())):
             return Rollout.objects.get(pk=candidate.pk)
     return None
 

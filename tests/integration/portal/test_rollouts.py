@@ -5,10 +5,12 @@ playbooks only print, sleep and fail, so nothing on this machine changes)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import time
@@ -63,10 +65,10 @@ class Rollouts:
         self.worker: subprocess.Popen[bytes] | None = None
 
     def start_worker(self) -> None:
-        with self.log.open("ab") as log:
+        with self.log.open("ab") as log:   # its own session: killed with its playbooks
             self.worker = subprocess.Popen(
                 [tool("sitevis"), "portal", "worker", "--poll", "0.3"], env=self.env,
-                stdout=log, stderr=log)
+                stdout=log, stderr=log, start_new_session=True)
 
     def launch(self, user: str = "operator-rw", **body: Any) -> requests.Response:
         return self.site.as_user(user).post(self.url, json=body, timeout=30)
@@ -200,6 +202,21 @@ def test_rollout_live_queue_matrix_cancel_history_and_secrets(rollouts: Rollouts
             ("update", str(two), "operator")} <= logged
 
 
+def kill_orphans(root: Path) -> None:
+    """ansible-runner starts ansible-playbook in a session of its own (pexpect): a killed
+    worker leaves it running. Its process groups, found by our temporary paths, go too."""
+    groups = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and str(root) in (proc / "cmdline").read_text():
+                groups.add(os.getpgid(int(proc.name)))
+        except (OSError, ProcessLookupError):
+            continue
+    for group in groups - {os.getpgid(0)}:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+
+
 def recap(artifacts: Path) -> dict:
     for path in (artifacts / "job_events").glob("*.json"):
         event = json.loads(path.read_text())
@@ -267,3 +284,21 @@ def test_pages_launch_for_operators_only_and_live_progress(rollouts: Rollouts):
                       headers={"HX-Request": "true"}).text
     counters = [int(c) for c in re.findall(r'data-counter="(\d+)"', live)]
     assert counters and min(counters) == 4 and 'hx-swap-oob="beforeend:#events"' in live
+
+
+def test_a_rollout_of_a_killed_worker_fails_and_frees_its_inventory(rollouts: Rollouts):
+    if rollouts.worker is None:
+        rollouts.start_worker()
+    stuck = rollouts.launch(playbook="verify", inventory="far").json()["id"]
+    wait("the rollout to run its sleep", lambda: any(
+        e["event"] == "runner_on_start" for e in rollouts.events(stuck)["events"]))
+    assert rollouts.worker is not None
+    os.killpg(rollouts.worker.pid, signal.SIGKILL)   # no chance to cancel: a crash
+    rollouts.worker.wait(10)
+    kill_orphans(rollouts.root)
+    assert rollouts.get(stuck)["state"] == "running"
+    rollouts.start_worker()
+    failed = rollouts.ended(stuck, timeout=20)
+    assert failed["state"] == "failed" and "stopped before it ended" in failed["detail"]
+    after = rollouts.launch(playbook="site", inventory="far", check=True, limit="h1")
+    assert rollouts.ended(after.json()["id"])["state"] == "succeeded"

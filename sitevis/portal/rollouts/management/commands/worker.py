@@ -33,6 +33,8 @@ class Command(BaseCommand):
             signal.signal(sig, lambda signum, frame: stop.append(signum))
         context.bind(context.Actor.command("worker"))
         self.stdout.write(f"sitevis portal worker: polling every {poll:g}s")
+        for lost in work.recover():
+            self.stdout.write(f"rollout #{lost}: failed (its worker had stopped)")
         while not stop:
             rollout = work.claim()
             if rollout is not None:
