@@ -92,7 +92,8 @@ class Recorder:
     def event(self, event: dict[str, Any]) -> None:
         kind = str(event.get("event", ""))
         data = event.get("event_data") or {}
-        result = data.get("res") if isinstance(data.get("res"), dict) else {}
+        res = data.get("res")
+        result: dict[str, Any] = res if isinstance(res, dict) else {}
         status = EVENT_STATUS.get(kind, "")
         if kind == "runner_on_ok" and result.get("changed"):
             status = "changed"
