@@ -6,7 +6,6 @@ from rest_framework.routers import DefaultRouter
 
 from sitevis.portal.api import objects, users
 from sitevis.portal.health.api import register as register_health
-from sitevis.portal.health.api import register as register_health
 from sitevis.portal.rollouts.api import RolloutViewSet
 from sitevis.portal.traffic import views as traffic
 
@@ -19,7 +18,6 @@ router.register("boxes", objects.BoxViewSet, basename="box")
 router.register("interfaces", objects.InterfaceViewSet, basename="interface")
 router.register("changes", objects.ChangeViewSet, basename="change")
 router.register("users/tokens", users.TokenViewSet, basename="token")
-register_health(router)   # /api/health/issues|webhooks|deliveries/
 router.register("rollouts", RolloutViewSet, basename="rollout")
 register_health(router)   # /api/health/issues|webhooks|deliveries/
 
