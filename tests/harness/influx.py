@@ -178,14 +178,15 @@ def rollup_queries(db: str) -> dict[str, str]:
 def backfill_rollups(server: InfluxServer, db: str, start_s: int, end_s: int,
                      auth: tuple[str, str] | None = None) -> None:
     """What the rollup queries would have summed had they run while [start, end) was
-    written (points written with past times): their bodies over that range, an hour at
-    a time, the 5-minute rollup first."""
+    written (points written with past times): their bodies over that range, the 5-minute
+    rollup first, in windows of whole buckets (at least 10 minutes) so none runs long."""
     first, last = start_s - start_s % 3600, end_s - end_s % 3600 + 3600
-    for text in rollup_queries(db).values():
+    for text, (interval, *_) in zip(rollup_queries(db).values(), ROLLUPS, strict=True):
         body = text[text.index("BEGIN ") + 6:text.rindex(" END")]
-        for hour in range(first, last, 3600):
-            window = f"WHERE time >= {hour}s AND time < {hour + 3600}s GROUP BY"
-            server.query(body.replace("GROUP BY", window, 1), db=db, auth=auth)
+        step = max(600, int(interval[:-1]) * {"m": 60, "h": 3600}[interval[-1]])
+        for t in range(first, last, step):
+            window = f"WHERE time >= {t}s AND time < {t + step}s GROUP BY"
+            server.query(body.replace("GROUP BY", window, 1), db=db, auth=auth, timeout=600)
 
 
 def create_role_layout(server: InfluxServer, db: str, *, rollups: bool = False) -> None:
