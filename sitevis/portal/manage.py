@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
-USAGE = ("usage: sitevis portal {serve,migrate,createuser,import,refresh,...} [options]\n"
+USAGE = ("usage: sitevis portal {serve,migrate,createuser,import,refresh,health,worker,...}"
+         " [options]\n"
          "  config: $SITEVIS_PORTAL_CONFIG (default /etc/sitevis-portal/portal.yml)\n")
 
 

@@ -8,5 +8,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("sitevis.portal.api.urls")),
     path("rollouts/", include("sitevis.portal.rollouts.urls")),
+    path("issues/", include("sitevis.portal.health.urls")),
     path("", include("sitevis.portal.pages.urls")),   # overview (the home page), box, flows
 ]
