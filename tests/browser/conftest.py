@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,16 +121,18 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         influx.cleanup()
 
 
-@pytest.fixture(scope="module")
-def browser(live: Live, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+@contextmanager
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A headless Debian chromium with its console log kept, quit and removed after."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    profile = tmp_path_factory.mktemp("chromium")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                 "--window-size=1440,1000", "--hide-scrollbars", "--disable-gpu",
-                f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
+                f"--user-data-dir={profile}"):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
@@ -138,7 +141,23 @@ def browser(live: Live, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ob
         yield driver
     finally:
         driver.quit()
-        shutil.rmtree(str(tmp_path_factory.getbasetemp() / "chromium0"), ignore_errors=True)
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser(live: Live, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    with chromium(tmp_path_factory) as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def bare_browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """The browser alone, for pages that need no collected traffic (no `live`)."""
+    reason = browser_unavailable()
+    if reason:
+        pytest.skip(reason)
+    with chromium(tmp_path_factory) as driver:
+        yield driver
 
 
 __all__ = ["PASSWORD", "Live"]

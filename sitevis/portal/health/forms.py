@@ -13,7 +13,7 @@ from sitevis.portal.health.models import Kind, State
 from sitevis.portal.pages.forms import tag_field
 
 UNRESOLVED = "unresolved"
-STATUSES = [(UNRESOLVED, "unresolved (open or acknowledged)"), *State.choices,
+STATUSES = [(UNRESOLVED, "unresolved"), *State.choices,
             ("any", "any status")]
 SINCE = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7),
          "30d": timedelta(days=30)}

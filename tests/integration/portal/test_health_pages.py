@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 import requests
@@ -40,6 +40,13 @@ print(json.dumps({name: issue.pk for name, issue in ids.items()}))
 class IssuesPortal:
     site: Site
     ids: dict[str, int]
+    sessions: dict[str, requests.Session] = field(default_factory=dict)
+
+    def login(self, user: str) -> requests.Session:
+        """A signed-in session per user, kept: each login hashes a password (CPU time)."""
+        if user not in self.sessions:
+            self.sessions[user] = self.portal.login(user)
+        return self.sessions[user]
 
     @property
     def portal(self) -> PortalServer:   # what tests/browser's helpers call `live.portal`
@@ -85,7 +92,7 @@ def post(session: requests.Session, url: str, **data: str) -> requests.Response:
 
 def test_filters_change_the_rows_and_are_the_url(issues_portal: IssuesPortal):
     ids, url = issues_portal.ids, f"{issues_portal.portal.url}/issues/"
-    viewer = issues_portal.portal.login("viewer")
+    viewer = issues_portal.login("viewer")
     everything = shown(viewer.get(url))     # unresolved by default, last seen first
     assert set(everything) >= set(ids.values())
     assert everything.index(ids["lab_old"]) > everything.index(ids["lab_silent"])
@@ -106,20 +113,20 @@ def test_filters_change_the_rows_and_are_the_url(issues_portal: IssuesPortal):
 def test_viewer_sees_no_controls_and_a_viewer_post_is_refused(issues_portal: IssuesPortal):
     pk, portal = issues_portal.ids["far_overflow"], issues_portal.portal
     detail = f"{portal.url}/issues/{pk}/"
-    viewer = portal.login("viewer")
+    viewer = issues_portal.login("viewer")
     page = viewer.get(detail)
     assert page.status_code == 200 and "data-form=" not in page.text
     assert "data-needs" not in viewer.get(f"{portal.url}/issues/").text
     for step in ("acknowledge", "resolve"):
         assert post(viewer, f"{detail}{step}/", note="mine").status_code == 403
-    assert "data-form=\"acknowledge\"" in portal.login("operator").get(detail).text
+    assert "data-form=\"acknowledge\"" in issues_portal.login("operator").get(detail).text
     assert issues(issues_portal.site, "viewer", id=str(pk))[0]["status"] == "open"
 
 
 def test_operator_acknowledges_with_a_note_then_resolves(issues_portal: IssuesPortal):
     pk, portal = issues_portal.ids["lab_silent"], issues_portal.portal
     detail = f"{portal.url}/issues/{pk}/"
-    operator = portal.login("operator")
+    operator = issues_portal.login("operator")
     done = post(operator, f"{detail}acknowledge/", note="cable pulled, on it")
     assert (done.status_code, done.headers["Location"]) == (302, f"/issues/{pk}/")
     page = operator.get(detail).text
@@ -141,7 +148,7 @@ def test_operator_acknowledges_with_a_note_then_resolves(issues_portal: IssuesPo
 
 def test_a_user_of_one_site_sees_nothing_of_another(issues_portal: IssuesPortal):
     ids, portal = issues_portal.ids, issues_portal.portal
-    labviewer = portal.login("labviewer")
+    labviewer = issues_portal.login("labviewer")
     rows = shown(labviewer.get(f"{portal.url}/issues/", params={"status": "any"}))
     assert ids["lab_old"] in rows and ids["far_coverage"] not in rows
     assert shown(labviewer.get(f"{portal.url}/issues/", params={"site": "far"})) == []
