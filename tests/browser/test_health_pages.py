@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.browser.test_pages import by_css, console_errors, login, open_page, screenshot, wait
 from tests.integration.portal import test_health_pages
 from tests.integration.portal.test_health_pages import IssuesPortal
 
 # The Issues pages' portal, shared with their integration tests (one portal a session).
 issues_portal = test_health_pages.issues_portal
+pytestmark = pytest.mark.influxd
 
 NOTE = "coverage dip after the switch reboot, watching"
 

@@ -16,9 +16,10 @@ import pytest
 import requests
 
 from tests.harness.portal import PortalServer
-from tests.integration.portal.conftest import Site, portal_available
+from tests.integration.portal.conftest import Site, portal_available, start_influx
 from tests.integration.portal.test_health_issues import SETUP, issues
 
+pytestmark = pytest.mark.influxd
 # The issues the pages show, opened through the lifecycle as the evaluator opens them;
 # spool_growing was last seen three days ago (outside "last 24 hours").
 ISSUES = SETUP + """
@@ -58,25 +59,26 @@ _STARTED: list[IssuesPortal] = []   # the browser module imports the fixture: on
 
 @pytest.fixture(scope="session")
 def issues_portal() -> Iterator[IssuesPortal]:
-    """A portal with pages (no InfluxDB: these pages read only the database), the health
-    modules' users and sites, and four issues."""
+    """A portal with pages over an empty influxd (the overview lists the inventory's boxes),
+    the health modules' users and sites, and four issues."""
     if _STARTED:
         yield _STARTED[0]
         return
     reason = portal_available()
     if reason:
         pytest.skip(reason)
-    portal = PortalServer()
+    influx = start_influx()
+    portal = PortalServer(influx.url)
     try:
         portal.start()
         script = ISSUES.replace("PASSWORD", repr(str(portal.root / "password")))
         tokens, ids = portal.manage("shell", "-c", script).stdout.strip().splitlines()[-2:]
-        _STARTED.append(IssuesPortal(Site(portal, None, json.loads(tokens)),  # type: ignore[arg-type]
-                                     json.loads(ids)))
+        _STARTED.append(IssuesPortal(Site(portal, influx, json.loads(tokens)), json.loads(ids)))
         yield _STARTED[0]
     finally:
         _STARTED.clear()
         portal.cleanup()
+        influx.cleanup()
 
 
 def shown(page: requests.Response) -> list[int]:
@@ -158,3 +160,14 @@ def test_a_user_of_one_site_sees_nothing_of_another(issues_portal: IssuesPortal)
     # The nav's count is of the user's sites only.
     lab_open = len(issues(issues_portal.site, "labviewer", status="open"))
     assert f'data-open-issues="{lab_open}"' in page.text or lab_open == 0
+
+
+def test_the_overview_marks_the_boxes_with_unresolved_issues(issues_portal: IssuesPortal):
+    portal = issues_portal.portal
+    page = issues_portal.login("viewer").get(f"{portal.url}/").text
+    rows = dict(re.findall(r'<tr data-box="([^"]+)"(.*?)</th>', page, re.S))
+    assert set(rows) == {"lab-box", "far-box"}
+    unresolved = issues(issues_portal.site, "viewer", unresolved="true")
+    for box, row in rows.items():
+        count = sum(1 for i in unresolved if i["box_name"] == box)
+        assert f'data-issues="{count}"' in row and "site=" in row, (box, row)

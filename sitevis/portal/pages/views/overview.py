@@ -9,6 +9,7 @@ from typing import Any
 from django.http import Http404, HttpRequest, HttpResponse
 
 from sitevis.influx import InfluxError
+from sitevis.portal.health.views import unresolved_per_box
 from sitevis.portal.pages import access, charts, forms
 from sitevis.portal.pages.views.common import Totals, interval_ms, late, totals
 from sitevis.portal.traffic import health, series, sitehealth, source, top
@@ -79,6 +80,7 @@ def _fill(request: HttpRequest, form: forms.RangeForm, context: dict[str, Any]) 
              for s in found}
     now_ms = time.time() * 1000
     known = {(b.site.name, b.name) for b in access.visible_boxes(request)}
+    issues = unresolved_per_box(request.user)
     rows = []
     for site, box in sorted(known | set(seen) | set(healths)):
         found_health = healths.get((site, box), {})
@@ -90,7 +92,8 @@ def _fill(request: HttpRequest, form: forms.RangeForm, context: dict[str, Any]) 
             "interval_ms": every, "late": late(last, every, now_ms),
             "unhealthy": any(found_health.get(k) for k in (
                 "overflow_events", "ringbuf_lost", "write_errors", "unaccounted")),
-            "in": moved.get((box, "ingress")), "out": moved.get((box, "egress"))})
+            "in": moved.get((box, "ingress")), "out": moved.get((box, "egress")),
+            "issues": issues.get((site, box), 0)})
     lines = _chart_lines(found, moved)
     sign = {name: -1 for name, _, _ in lines if name.endswith(" out")}
     context["boxes"] = rows
