@@ -18,8 +18,13 @@ PATHS = [  # installed by the roles, with systemd or with init scripts
     "/opt/sitevis-portal", "/etc/sitevis-portal", "/var/lib/sitevis-portal",
     "/var/cache/sitevis-portal", "/etc/systemd/system/sitevis-portal.service",
     "/etc/init.d/sitevis-portal", "/var/log/sitevis-portal.log",
+    "/etc/systemd/system/sitevis-portal-worker.service", "/etc/init.d/sitevis-portal-worker",
+    "/var/log/sitevis-portal-worker.log", "/run/sitevis-portal-worker.pid",
+    "/etc/systemd/system/sitevis-portal-health.service", "/etc/init.d/sitevis-portal-health",
+    "/var/log/sitevis-portal-health.log", "/run/sitevis-portal-health.pid",
 ]
-SERVICES = ("sitevis-collector", "sitevis-influxdb", "sitevis-portal")
+SERVICES = ("sitevis-collector", "sitevis-influxdb", "sitevis-portal", "sitevis-portal-worker",
+            "sitevis-portal-health")
 
 
 def present() -> set[str]:
