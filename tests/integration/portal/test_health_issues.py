@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import yaml
@@ -90,6 +91,27 @@ class ApiPortal(PortalServer):
         return super().manage(*args, check=check)
 
 
+@contextmanager
+def started(portal_class: type[PortalServer], more: str = "",
+            **settings: object) -> Iterator[tuple[Site, str]]:
+    """A portal over its own influxd with SETUP's sites, users and tokens, and the last line
+    `more` (run after SETUP in the same shell) printed."""
+    reason = portal_available()
+    if reason:
+        pytest.skip(reason)
+    influx = start_influx()
+    portal = portal_class(influx.url, **settings)
+    try:
+        portal.start()
+        script = (SETUP + more).replace("PASSWORD", repr(str(portal.root / "password")))
+        lines = portal.manage("shell", "-c", script).stdout.strip().splitlines()
+        tokens = lines[-2] if more else lines[-1]
+        yield Site(portal, influx, json.loads(tokens)), lines[-1] if more else ""
+    finally:
+        portal.cleanup()
+        influx.cleanup()
+
+
 _STARTED: list[Site] = []   # test_health_webhooks imports the fixture: pytest sets it up
                             # once per module that holds it, so the first one is reused
 
@@ -101,21 +123,13 @@ def health_site() -> Iterator[Site]:
     if _STARTED:
         yield _STARTED[0]
         return
-    reason = portal_available()
-    if reason:
-        pytest.skip(reason)
-    influx = start_influx()
-    portal = ApiPortal(influx.url, health={"resolve_after": 2, "webhook_attempts": 2})
     try:
-        portal.start()
-        script = SETUP.replace("PASSWORD", repr(str(portal.root / "password")))
-        out = portal.manage("shell", "-c", script).stdout
-        _STARTED.append(Site(portal, influx, json.loads(out.strip().splitlines()[-1])))
-        yield _STARTED[0]
+        with started(ApiPortal, health={"resolve_after": 2, "webhook_attempts": 2}) as (
+                found, _):
+            _STARTED.append(found)
+            yield found
     finally:
         _STARTED.clear()
-        portal.cleanup()
-        influx.cleanup()
 
 
 @pytest.fixture

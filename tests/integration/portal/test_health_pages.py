@@ -16,13 +16,13 @@ import pytest
 import requests
 
 from tests.harness.portal import PortalServer
-from tests.integration.portal.conftest import Site, portal_available, start_influx
-from tests.integration.portal.test_health_issues import SETUP, issues
+from tests.integration.portal.conftest import Site
+from tests.integration.portal.test_health_issues import issues, started
 
 pytestmark = pytest.mark.influxd
 # The issues the pages show, opened through the lifecycle as the evaluator opens them;
 # spool_growing was last seen three days ago (outside "last 24 hours").
-ISSUES = SETUP + """
+ISSUES = """
 from datetime import timedelta
 from django.utils import timezone
 from sitevis.portal.health.lifecycle import open_finding
@@ -64,21 +64,12 @@ def issues_portal() -> Iterator[IssuesPortal]:
     if _STARTED:
         yield _STARTED[0]
         return
-    reason = portal_available()
-    if reason:
-        pytest.skip(reason)
-    influx = start_influx()
-    portal = PortalServer(influx.url)
     try:
-        portal.start()
-        script = ISSUES.replace("PASSWORD", repr(str(portal.root / "password")))
-        tokens, ids = portal.manage("shell", "-c", script).stdout.strip().splitlines()[-2:]
-        _STARTED.append(IssuesPortal(Site(portal, influx, json.loads(tokens)), json.loads(ids)))
-        yield _STARTED[0]
+        with started(PortalServer, ISSUES) as (site, ids):
+            _STARTED.append(IssuesPortal(site, json.loads(ids)))
+            yield _STARTED[0]
     finally:
         _STARTED.clear()
-        portal.cleanup()
-        influx.cleanup()
 
 
 def shown(page: requests.Response) -> list[int]:
