@@ -32,7 +32,7 @@ def test_operator_acknowledges_an_issue_with_a_note(issues_portal: IssuesPortal,
     assert unlabelled == []
     by_css(driver, "#ack-note")[0].send_keys(NOTE)
     by_css(driver, "form[data-form=acknowledge] button[type=submit]")[0].click()
-    wait(driver, lambda: by_css(driver, "td[data-col=status][data-value=acknowledged]"),
+    wait(driver, lambda: by_css(driver, "td[data-col=status][data-status=acknowledged]"),
          "acknowledged")
     assert console_errors(driver) == []
     history = by_css(driver, "[data-table=history] tr[data-step=acknowledged]")[0].text

@@ -123,7 +123,7 @@ def test_operator_acknowledges_with_a_note_then_resolves(issues_portal: IssuesPo
     done = post(operator, f"{detail}acknowledge/", note="cable pulled, on it")
     assert (done.status_code, done.headers["Location"]) == (302, f"/issues/{pk}/")
     page = operator.get(detail).text
-    assert 'data-col="status" data-value="acknowledged"' in page
+    assert 'data-col="status" data-status="acknowledged"' in page
     assert re.search(r'data-step="acknowledged">.*?<td>operator</td><td>cable pulled, on it<',
                      page)
     assert 'data-step="counted' in page and 'data-step="opened"' in page
