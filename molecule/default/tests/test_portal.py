@@ -62,6 +62,14 @@ def test_the_portal_runs_sandboxed_on_loopback(host):
     assert host.file("/etc/sitevis-portal/portal-secret-key").mode == 0o640
 
 
+@pytest.mark.parametrize("service", ["sitevis-portal-worker", "sitevis-portal-health"])
+def test_the_rollout_worker_and_the_health_evaluator_run(host, service):
+    """Both run (after the converge and the idempotence run) and start at boot."""
+    unit = host.service(service)
+    assert unit.is_running and unit.is_enabled
+    assert "User=sitevis-portal" in host.check_output(f"systemctl show {service} -p User")
+
+
 def test_the_box_list_shows_the_scenarios_box(host, token):
     boxes = call(host, "/api/boxes/", token)
     assert boxes["status"] == 200

@@ -1,0 +1,295 @@
+"""The portal's background services on the monitor after `site.yml`: the rollout worker
+and the health evaluator run and are enabled; a box whose collector stops gets one
+`silent` issue within two collector intervals (plus one evaluation), which resolves by
+itself once the collector is back; a webhook receiver on the monitor's loopback (it fails
+the first request) gets both events, signed with the webhook's secret, the first one
+retried.
+
+The scenario's `portal_health` (molecule.yml) runs the evaluator every collector
+interval (2 s), calls a box silent after 2 intervals, resolves after 2 healthy
+evaluations and retries a failed delivery 1 s later."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import shlex
+import time
+from collections.abc import Iterator
+
+import pytest
+import testinfra
+
+DISTRO = os.environ.get("MOLECULE_DISTRO", "12")
+MONITOR = f"sitevis-site-monitor-d{DISTRO}"
+BOX1 = f"sitevis-site-box1-d{DISTRO}"
+PORTAL = "http://127.0.0.1:8000"
+# What molecule.yml's portal_health sets (seconds) and the collectors' interval.
+INTERVAL, SILENT_INTERVALS, RESOLVE_AFTER = 2, 2, 2
+# The receiver: on the monitor's loopback (the evaluator posts from there).
+HOOK_PORT = 18090
+HOOK_LOG = "/root/molecule-hook.jsonl"
+HOOK_PID = "/root/molecule-hook.pid"
+SECRET = "molecule-webhook-secret-0123456789"
+PORTAL_CLI = ("runuser -u sitevis-portal -- env"
+              " SITEVIS_PORTAL_CONFIG=/etc/sitevis-portal/portal.yml"
+              " /opt/sitevis-portal/bin/python -m sitevis.portal")
+
+CALL = r"""
+import json, sys, urllib.error, urllib.request
+method, url, token = sys.argv[1:4]
+body = sys.stdin.read().encode() or None
+req = urllib.request.Request(url, data=body, method=method)
+req.add_header("Content-Type", "application/json")
+if token:
+    req.add_header("Authorization", "Token " + token)
+try:
+    with urllib.request.urlopen(req, timeout=30) as answer:
+        text = answer.read()
+        print(json.dumps({"status": answer.status, "body": json.loads(text) if text else None}))
+except urllib.error.HTTPError as err:
+    print(json.dumps({"status": err.code, "body": err.read().decode()}))
+"""
+
+# Answers 500 to the first request, then 200; one JSON line per request (headers, body).
+RECEIVER = r"""
+import http.server, json, sys, time
+port, log = int(sys.argv[1]), sys.argv[2]
+seen = [0]
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        seen[0] += 1
+        status = 500 if seen[0] == 1 else 200
+        with open(log, "a") as out:
+            out.write(json.dumps({"n": seen[0], "status": status, "time": time.time(),
+                                  "headers": {k.lower(): v for k, v in self.headers.items()},
+                                  "body": body.decode()}) + "\n")
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", port), Hook).serve_forever()
+"""
+
+
+def node(name: str):
+    return testinfra.get_host(f"docker://{name}")
+
+
+def call(host, path: str, token: str = "", method: str = "GET",
+         body: dict | None = None) -> dict:
+    """One API call made inside the monitor (the portal listens on its loopback)."""
+    command = " ".join(shlex.quote(a) for a in ("python3", "-c", CALL, method,
+                                                 f"{PORTAL}{path}", token))
+    data = shlex.quote(json.dumps(body)) if body is not None else "''"
+    return json.loads(host.check_output(f"printf '%s' {data} | {command}"))
+
+
+def make_token(host, username: str, group: str) -> str:
+    """A portal user made with the portal's CLI on the monitor, and its write token."""
+    made = host.check_output(f"{PORTAL_CLI} createuser {username} --group {group}")
+    password = made.split("password: ", 1)[1].split()[0]
+    got = call(host, "/api/users/tokens/provision/", method="POST", body={
+        "username": username, "password": password, "description": "molecule",
+        "write_enabled": True})
+    assert got["status"] == 201, got
+    return got["body"]["token"]
+
+
+def wait_for(what: str, probe, timeout: float, every: float = 0.5):
+    """probe() until it returns something true; its last value in the failure."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s (last {value!r})"
+        time.sleep(every)
+
+
+@pytest.fixture(scope="module")
+def monitor():
+    return node(MONITOR)
+
+
+@pytest.fixture(scope="module")
+def admin(monitor) -> str:
+    return make_token(monitor, "molecule-admin", "admin")
+
+
+def received(monitor) -> list[dict]:
+    text = monitor.run(f"cat {HOOK_LOG} 2>/dev/null").stdout
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def webhook(monitor, admin) -> Iterator[int]:
+    """The receiver running on the monitor and a webhook of box1's site pointing at it."""
+    monitor.run(f"rm -f {HOOK_LOG}")
+    monitor.check_output(f"nohup python3 -c {shlex.quote(RECEIVER)} {HOOK_PORT} {HOOK_LOG} "
+                         f">/root/molecule-hook.out 2>&1 & echo $! > {HOOK_PID}")
+    wait_for("the receiver listens",
+             lambda: f"127.0.0.1:{HOOK_PORT} " in monitor.check_output("ss -ltnH"), 10, 0.2)
+    box = call(monitor, f"/api/boxes/?name={BOX1}", admin)["body"]["results"][0]
+    made = call(monitor, "/api/health/webhooks/", admin, "POST", {
+        "site": box["site"], "url": f"http://127.0.0.1:{HOOK_PORT}/hook", "secret": SECRET})
+    assert made["status"] == 201, made
+    assert "secret" not in made["body"]
+    try:
+        yield made["body"]["id"]
+    finally:
+        call(monitor, f"/api/health/webhooks/{made['body']['id']}/", admin, "DELETE")
+        monitor.run(f"kill $(cat {HOOK_PID})")
+
+
+@pytest.mark.parametrize("service", ["sitevis-portal-worker", "sitevis-portal-health"])
+def test_the_portal_services_run(monitor, service):
+    unit = monitor.service(service)
+    assert unit.is_running and unit.is_enabled
+    show = monitor.check_output(f"systemctl show {service} -p User -p NoNewPrivileges")
+    assert "User=sitevis-portal" in show and "NoNewPrivileges=yes" in show
+
+
+def silent_issues(monitor, token: str) -> list[dict]:
+    got = call(monitor, f"/api/health/issues/?box={BOX1}&kind=silent&unresolved=true", token)
+    assert got["status"] == 200, got
+    return got["body"]["results"]
+
+
+def test_a_stopped_collector_opens_an_issue_that_resolves_itself(monitor, admin, webhook):
+    box1 = node(BOX1)
+    # The boxes reported before this test (an issue from before their first point, during
+    # the rollout, is resolved by now or within a few evaluations).
+    wait_for("no open silent issue of box1 before the test",
+             lambda: not silent_issues(monitor, admin), 30)
+    box1.check_output("systemctl stop sitevis-collector")
+    stopped = time.monotonic()
+    try:
+        # Silent after SILENT_INTERVALS intervals without a point, seen at the next
+        # evaluation (every INTERVAL); a few seconds for the loaded CI machine.
+        opened = wait_for("a silent issue of box1",
+                          lambda: silent_issues(monitor, admin),
+                          SILENT_INTERVALS * INTERVAL + INTERVAL + 6)
+        took = time.monotonic() - stopped
+        assert len(opened) == 1, opened
+        issue = opened[0]
+        assert (issue["kind"], issue["status"], issue["box_name"]) == ("silent", "open", BOX1)
+        time.sleep(INTERVAL)   # further evaluations count it again, never open another
+        assert [i["id"] for i in silent_issues(monitor, admin)] == [issue["id"]]
+    finally:
+        box1.check_output("systemctl start sitevis-collector")
+    print(f"silent issue {issue['id']} open {took:.1f} s after the collector stopped")
+
+    def resolved() -> dict | None:
+        got = call(monitor, f"/api/health/issues/{issue['id']}/", admin)["body"]
+        return got if got["status"] == "resolved" else None
+
+    # The collector's start (BCC compiles its programs), its first interval, then
+    # RESOLVE_AFTER healthy evaluations.
+    done = wait_for("the issue resolved by itself", resolved, 120, 1)
+    assert done["resolved_by"] == "auto"
+    assert not silent_issues(monitor, admin)
+
+    def both_delivered() -> list[dict] | None:
+        ours = [r for r in received(monitor)
+                if json.loads(r["body"])["issue"]["id"] == issue["id"]]
+        events = {json.loads(r["body"])["event"] for r in ours if r["status"] == 200}
+        return ours if events == {"issue.opened", "issue.resolved"} else None
+
+    ours = wait_for("both deliveries at the receiver", both_delivered, 20)
+    requests = received(monitor)
+    for request in requests:   # every request signed with the webhook's secret
+        expected = hmac.new(SECRET.encode(), request["body"].encode(), hashlib.sha256)
+        assert hmac.compare_digest(request["headers"]["x-sitevis-signature"],
+                                   expected.hexdigest()), request
+        assert request["headers"]["x-sitevis-event"] == json.loads(request["body"])["event"]
+    # The first request was answered 500 and its delivery came again, then got 200.
+    first = requests[0]
+    assert first["status"] == 500
+    again = [r for r in requests[1:] if r["headers"]["x-sitevis-delivery"]
+             == first["headers"]["x-sitevis-delivery"]]
+    assert again and again[0]["status"] == 200 and again[0]["body"] == first["body"]
+    opened_tries = [r for r in ours if json.loads(r["body"])["event"] == "issue.opened"]
+    assert [r["status"] for r in opened_tries] == [500, 200], opened_tries
+    resolved_tries = [r for r in ours if json.loads(r["body"])["event"] == "issue.resolved"]
+    assert [r["status"] for r in resolved_tries] == [200]
+    body = json.loads(resolved_tries[0]["body"])["issue"]
+    assert (body["box"], body["kind"], body["status"], body["resolved_by"]) == (
+        BOX1, "silent", "resolved", "auto")
+    # The portal recorded the attempts too.
+    deliveries = call(monitor, f"/api/health/deliveries/?issue_id={issue['id']}", admin)
+    outcomes = sorted((d["event"], d["outcome"], d["attempts"])
+                      for d in deliveries["body"]["results"])
+    assert outcomes == [("issue.opened", "delivered", 2), ("issue.resolved", "delivered", 1)]
+
+
+def recap(monitor, artifacts: str) -> dict[str, dict[str, int]]:
+    """Ansible's PLAY RECAP from the run's stdout in its artifact directory."""
+    out = monitor.check_output(f"cat {shlex.quote(artifacts)}/stdout")
+    rows = {}
+    for line in out.split("PLAY RECAP", 1)[1].splitlines():
+        if " : " not in line:
+            continue
+        host, counts = line.split(" : ", 1)
+        rows[host.strip()] = {k: int(v) for k, v in
+                              (pair.split("=") for pair in counts.split())}
+    assert rows, out[-2000:]
+    return rows
+
+
+def test_a_rollout_launched_from_the_api(monitor, admin):
+    """`verify` launched by an operator through the API, run by the portal's worker on
+    the monitor against the inventory converge.yml wrote there: the monitor targets
+    itself (ansible_connection=local); the boxes are other containers that only the
+    controller reaches (through Docker), so they are in it by name only and verify's box
+    tasks run on the monitor (delegate_to), reading their data from InfluxDB."""
+    operator = make_token(monitor, "molecule-operator", "operator")
+    launched = call(monitor, "/api/rollouts/", operator, "POST",
+                    {"playbook": "verify", "inventory": "molecule-site"})
+    assert launched["status"] == 202, launched
+    rollout = launched["body"]["id"]
+    assert launched["body"]["state"] == "queued"
+    # Progress while it runs: events by counter, each page after the last one seen.
+    counters: list[int] = []
+    pages_while_running = 0
+    state = "queued"
+    deadline = time.monotonic() + 300
+    while state in ("queued", "running"):
+        assert time.monotonic() < deadline, f"rollout #{rollout} still {state}"
+        page = call(monitor, f"/api/rollouts/{rollout}/events/?after="
+                    f"{counters[-1] if counters else 0}", operator)["body"]
+        state = page["state"]
+        new = [e["counter"] for e in page["events"]]
+        if new and state == "running":
+            pages_while_running += 1
+        counters += new
+        time.sleep(0.3)
+    assert counters == sorted(set(counters)) and counters, counters
+    assert pages_while_running >= 2, (pages_while_running, counters)
+    done = call(monitor, f"/api/rollouts/{rollout}/", operator)["body"]
+    assert (done["state"], done["rc"]) == ("succeeded", 0), done
+    # The host matrix is ansible's recap.
+    matrix = {h["host"]: h for h in done["hosts"]}
+    expected = recap(monitor, done["artifacts"])
+    assert set(matrix) == set(expected) == {MONITOR, BOX1, BOX1.replace("box1", "box2")}
+    for host, counts in expected.items():
+        row = matrix[host]
+        assert (row["ok"], row["changed"], row["failed"], row["skipped"]) == (
+            counts["ok"], counts["changed"], counts["failures" if "failures" in counts
+                                                    else "failed"], counts["skipped"]), host
+        assert row["unreachable"] == (counts["unreachable"] > 0)
+    # History: who launched it, from where; the change log has the launch.
+    history = call(monitor, "/api/rollouts/?limit=100", operator)["body"]["results"]
+    row = next(r for r in history if r["id"] == rollout)
+    assert (row["launched_by_name"], row["source"], row["playbook"], row["inventory"]) == (
+        "molecule-operator", "api", "verify", "molecule-site")
+    assert row["source_ip"] == "127.0.0.1"
+    changes = call(monitor, f"/api/changes/?object_type=rollouts.rollout&object_id={rollout}",
+                   admin)["body"]["results"]
+    assert [(c["action"], c["user_name"]) for c in changes] == [("create", "molecule-operator")]
+    print(f"rollout #{rollout}: {len(counters)} events, {pages_while_running} pages while "
+          f"running, {done['duration']:.1f} s")
