@@ -29,6 +29,7 @@ UNIT_S = {"m": 60, "h": 3600}
 RAW_SETTLE_S = 30          # a raw interval's points reach InfluxDB within this
 FIRST_EVERY_S = 60
 CACHE_S = 300              # tiers change only when the role adds one
+META_RP, META = "sitevis_meta", "sitevis_rollup"   # the role's record of its rollups
 
 
 @dataclass(frozen=True)
@@ -105,31 +106,34 @@ def tiers(db: Influx, rp: str | None) -> list[Tier]:
 
 
 def _discover(db: Influx, rp: str | None) -> list[Tier]:
-    try:
-        shown = db.query(Query('SHOW MEASUREMENTS WITH MEASUREMENT =~ /^flow_[0-9]+[mh]$/'))
-    except InfluxError:
+    """From the influxdb role's record (sitevis_meta.sitevis_rollup: which rollups it
+    created, in which policy, since when), not from the data: a rollup is whole only
+    from its creation on, and finding its first point would scan every series."""
+    if rp is None:
         return []
-    names = sorted((n for s in shown for [n] in s.values if interval_s(n)), key=interval_s)
-    settles = settle_s([interval_s(n) or 0 for n in names])
+    try:
+        found = db.query(Query(f"SELECT {identifier('rp')}, {identifier('since_ms')} FROM "
+                               f"{identifier(META_RP)}.{identifier(META)} "
+                               f"GROUP BY {identifier('measurement')}"))
+    except InfluxError:
+        return []   # no record (a database the role did not set up): raw only
+    since = {}
+    for s in found:
+        name = s.tags.get("measurement", "")
+        row = dict(zip(s.columns, s.values[-1], strict=True))
+        if interval_s(name) and row.get("rp") == rp and isinstance(row.get("since_ms"), int):
+            since[name] = row["since_ms"] * 1_000_000
+    names = sorted(since, key=lambda n: interval_s(n) or 0)
     out: list[Tier] = []
-    for name, settle in zip(names, settles, strict=True):
-        # Measurements are per database: the policy holds this rollup only if it has a
-        # point of it. Its first bucket may have been summed from part of its data, and
-        # a rollup of a rollup is whole only where its source is.
-        first = db.query(Query(f"SELECT {identifier('bytes')} FROM "
-                               f"{_source(name, rp)} ORDER BY time ASC LIMIT 1"))
-        if not first or not first[0].values:
-            break
+    for name, settle in zip(names, settle_s([interval_s(n) or 0 for n in names]), strict=True):
         step = (interval_s(name) or 0) * NS
-        since = int(first[0].values[0][0]) * 1_000_000 + step
+        # A bucket is whole if it started after the rollup began; a rollup of a rollup
+        # only where its source is whole.
+        first = _ceil(since[name], step)
         if out:
-            since = max(since, _ceil(out[-1].since_ns, step))
-        out.append(Tier(name, step, settle * NS, since))
+            first = max(first, _ceil(out[-1].since_ns, step))
+        out.append(Tier(name, step, settle * NS, first))
     return out[::-1]
-
-
-def _source(measurement: str, rp: str | None) -> str:
-    return f"{identifier(rp)}.{identifier(measurement)}" if rp else identifier(measurement)
 
 
 Key = tuple[str, ...]

@@ -187,6 +187,15 @@ def backfill_rollups(server: InfluxServer, db: str, start_s: int, end_s: int,
         for t in range(first, last, step):
             window = f"WHERE time >= {t}s AND time < {t + step}s GROUP BY"
             server.query(body.replace("GROUP BY", window, 1), db=db, auth=auth, timeout=600)
+    record_rollups(server, db, first * 1000, auth=auth)
+
+
+def record_rollups(server: InfluxServer, db: str, since_ms: int,
+                   auth: tuple[str, str] | None = None) -> None:
+    """The role's record of its rollups (sitevis_meta.sitevis_rollup): whole since then."""
+    lines = "\n".join(f'sitevis_rollup,measurement=flow_{interval} rp="raw",since_ms={since_ms}i 0'
+                      for interval, *_ in ROLLUPS)
+    assert server.write(db, lines, precision="ms", auth=auth, rp="sitevis_meta") == 204
 
 
 def create_role_layout(server: InfluxServer, db: str, *, rollups: bool = False) -> None:
@@ -200,6 +209,8 @@ def create_role_layout(server: InfluxServer, db: str, *, rollups: bool = False) 
               f"CREATE RETENTION POLICY sitevis_meta ON {db} DURATION INF REPLICATION 1",
               *(rollup_queries(db).values() if rollups else ())):
         server.query(q)
+    if rollups:
+        record_rollups(server, db, time.time_ns() // 10**6)
     assert server.write(db, "sitevis_rp rp=\"raw\",interval=\"10s\",max_range_ms=172800000i "
                         "2592000\nsitevis_rp rp=\"long\",interval=\"5m\","
                         "max_range_ms=9223372036854775807i 7258118400",
