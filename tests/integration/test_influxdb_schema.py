@@ -151,7 +151,7 @@ def test_the_long_policy_keeps_no_flow_addresses(server: InfluxServer, tmp_path:
 
 def test_flow_rollups_give_the_totals_raw_gives(server: InfluxServer, tmp_path: Path):
     """The role's rollup continuous queries (flow -> flow_5m -> flow_1h, every tag) and
-    its record of when they began; run over three past hours of raw points of many
+    its record of when they began; run over five past hours of raw points of many
     peers, a top list read through them (sitevis.rollup: whole hours, 5-minute buckets
     and raw edges) equals raw's sums, per talker, and reads the hourly rollup where it
     can."""
@@ -160,11 +160,11 @@ def test_flow_rollups_give_the_totals_raw_gives(server: InfluxServer, tmp_path: 
            for row in server.rows("SHOW CONTINUOUS QUERIES", db=DB, auth=ADMIN)}
     assert {n: q for n, q in cqs.items() if "rollup" in n} == rollup_queries(DB)
     hour = int(time.time()) // 3600 * 3600
-    first = hour - 4 * 3600                    # raw points in [first, first + 3 h)
+    first = hour - 6 * 3600                    # raw points in [first, first + 5 h)
     lines = [f"flow,site=s,box=b{i % 3},iface=eth0,dir=ingress,proto=udp,"
              f"src=198.18.{i % 7}.{i % 50},dst=198.19.0.1,service=udp/53 "
              f"packets={1 + i % 4}i,bytes={60 + i % 1000}i,flows=1i {(first + 10 * i) * 10**9}"
-             for i in range(3 * 360)]
+             for i in range(5 * 360)]
     for chunk in range(0, len(lines), 5000):
         server.write(DB, "\n".join(lines[chunk:chunk + 5000]), auth=ADMIN)
     # The role recorded when its rollups began (now): none of those hours is in them yet.
@@ -174,12 +174,13 @@ def test_flow_rollups_give_the_totals_raw_gives(server: InfluxServer, tmp_path: 
     assert set(began) == {"flow_5m", "flow_1h"}
     assert all(abs(v / 1e9 - time.time()) < 3600 + 300 for v in began.values())
     # What the CQs would have summed, had they run while those hours were written.
-    backfill_rollups(server, DB, first, first + 3 * 3600, auth=ADMIN)
+    backfill_rollups(server, DB, first, first + 5 * 3600, auth=ADMIN)
     rollup.clear_cache()
     tiers = rollup.tiers(influx, RAW)
     assert [t.measurement for t in tiers] == ["flow_1h", "flow_5m"]
-    start, end = (first + 53 * 60 + 7) * 10**9, (first + 3 * 3600 - 13 * 60 + 7) * 10**9
-    used = {s.measurement for s in rollup.plan(start, end, time.time_ns(), tiers)}
+    # Long enough that the rollups are worth their extra statements (rollup.cost).
+    start, end = (first + 53 * 60 + 7) * 10**9, (first + 5 * 3600 - 13 * 60 + 7) * 10**9
+    used = {s.measurement for s in rollup.cheapest(start, end, time.time_ns(), tiers)}
     assert used == {"flow", "flow_5m", "flow_1h"}
     through = rollup.totals(influx, RAW, Where().tag("dir", "ingress"),
                             ("bytes", "packets"), ("src", "dst"), start, end)

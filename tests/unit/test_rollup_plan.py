@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from sitevis.rollup import NS, Segment, Tier, plan, settle_s
+from sitevis.rollup import NS, Segment, Tier, cheapest, plan, settle_s
 
 M, H = 60 * NS, 3600 * NS
 T0 = 1_700_000_000 * NS - (1_700_000_000 * NS) % H   # an hour boundary
@@ -62,3 +62,10 @@ def test_combined_statements_keep_their_own_parameters():
                                                "AND time < $s1p2")
     assert joined.params == {"s0p0": "a", "s0p1": 1, "s0p2": 2,
                              "s1p0": "a", "s1p1": 3, "s1p2": 4}
+
+
+def test_an_hour_is_read_in_one_statement_a_day_through_the_rollups():
+    now = T0 + 17 * M + 9 * NS
+    assert cheapest(now - H, now, now, [HOURLY, FIVE]) == [Segment("flow", now - H, now)]
+    day = cheapest(now - 24 * H, now, now, [HOURLY, FIVE])
+    assert "flow_1h" in {s.measurement for s in day} and len(day) == 5
