@@ -37,6 +37,7 @@ import requests
 
 from bench.common import BenchError, Table, median, spread, verdict
 from bench.sitegen import REAL_INTERVAL, Batch, fill, generate
+from tests.harness.influx import InfluxServer, backfill_rollups
 from tests.harness.portal import PortalServer
 
 # The portal tests' influxd with the role's schema and selector; imported at run time so
@@ -52,7 +53,7 @@ ASSET = re.compile(r'(?:src|href)="(/static/[^"]+)"')
 PANEL = re.compile(r'hx-get="([^"]+)" hx-trigger="load"')
 
 
-def load(influx_url: str, boxes: int, minutes: float, profile: str, distinct: int) -> int:
+def load(influx: InfluxServer, boxes: int, minutes: float, profile: str, distinct: int) -> int:
     """The last `minutes` of `boxes` boxes at the real interval; returns the points written.
 
     The generator makes `distinct` intervals per box (it costs about 7 ms of CPU a batch,
@@ -78,12 +79,15 @@ def load(influx_url: str, boxes: int, minutes: float, profile: str, distinct: in
                     f" {batch.end_ns}\n".encode(), f" {end}\n".encode()), batch.points,
                     b"", 0)
 
-    stats = fill(influx_url, "sitevis", tiled(), long_rp=None)
+    stats = fill(influx.url, "sitevis", tiled(), long_rp=None)
     refused = sum(s.refused for s in stats.values())
     if refused:
         raise BenchError(f"influxd refused {refused} points: {stats['raw'].errors[:2]}")
+    # The role's flow rollups over what was just written with past times (their queries
+    # run each minute from now on, but only over the last minutes).
+    backfill_rollups(influx, "sitevis", start_ns // 10**9, time.time_ns() // 10**9)
     health = "\n".join(HEALTH.format(site=SITE, box=box, rows=1, t=end) for box, end in seen)
-    answer = requests.post(f"{influx_url}/write", params={"db": "sitevis", "rp": "raw"},
+    answer = requests.post(f"{influx.url}/write", params={"db": "sitevis", "rp": "raw"},
                            data=health.encode(), timeout=300)
     if answer.status_code != 204:
         raise BenchError(f"health points refused: {answer.status_code} {answer.text[:200]}")
@@ -128,6 +132,7 @@ def breakdown(portal: PortalServer, reps: int) -> list[tuple[str, list[float]]]:
     os.environ["SITEVIS_PORTAL_CONFIG"] = str(portal.config)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sitevis.portal.settings")
     django.setup()
+    from sitevis import rollup
     from sitevis.portal.traffic import health, series, sitehealth, source, timerange, top
     from sitevis.query import Where
 
@@ -142,8 +147,14 @@ def breakdown(portal: PortalServer, reps: int) -> list[tuple[str, list[float]]]:
     def top_by(by: str) -> Callable[[], object]:
         return lambda: top.top(db, by, rng, Where().tag("dir", "ingress"), 10)
 
+    def raw_only(by: str) -> Callable[[], object]:
+        return lambda: rollup.totals(db, source.policy(db, rng).name,
+                                     Where().tag("dir", "ingress"), ("bytes", "packets"),
+                                     top.GROUPINGS[by], rng.start_ns, rng.end_ns, through=[])
+
     for by in ("talkers", "services", "protocols"):
-        calls[f"top.top {by} (flow, ingress)"] = top_by(by)
+        calls[f"top.top {by} (flow, ingress; through the rollups)"] = top_by(by)
+        calls[f"top.top {by}: the same sums from raw points only"] = raw_only(by)
     out = []
     for name, call in calls.items():
         times = []
@@ -184,11 +195,11 @@ def browser_times(url: str, session: requests.Session, reps: int) -> dict[str, l
 
 
 def measure(boxes: int, minutes: float, profile: str, reps: int, distinct: int) -> Table:
-    influx = start_influx()
+    influx = start_influx(rollups=True)
     portal = PortalServer(influx.url)
     try:
         t0 = time.perf_counter()
-        points = load(influx.url, boxes, minutes, profile, distinct)
+        points = load(influx, boxes, minutes, profile, distinct)
         fill_s = time.perf_counter() - t0
         portal.start()
         portal.user("admin", "admin")
@@ -222,9 +233,15 @@ def measure(boxes: int, minutes: float, profile: str, reps: int, distinct: int) 
         table.add(f"static assets, first fetch ({len(assets)} files, gzip; bytes decoded)",
                   sum(s for s, _ in assets), "", sum(n for _, n in assets), "", "")
         table.checks = {"cold": cold <= TARGET_S, "warm": median(warm) <= TARGET_S}
-        for name, spent in breakdown(portal, max(1, reps // 3)):
+        spent_by = dict(breakdown(portal, max(1, reps // 3)))
+        for name, spent in spent_by.items():
             table.add(f"  of which {name}", median(spent), spread(spent, "{:.3f}"), "", "",
                       "")
+        for by in ("talkers", "services", "protocols"):
+            raw = median(spent_by[f"top.top {by}: the same sums from raw points only"])
+            rolled = median(spent_by[f"top.top {by} (flow, ingress; through the rollups)"])
+            table.add(f"  top {by}: raw points only / through the rollups (ratio)",
+                      raw / rolled, "", "", "", "")
         if Path("/usr/bin/chromedriver").exists():
             times = browser_times(portal.url, session, max(2, reps // 2))
             table.add("browser: first visit to last chart drawn", times["first"][0], "", "",
