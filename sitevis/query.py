@@ -166,9 +166,10 @@ class Where:
 def combine(queries: Sequence[Query]) -> Query:
     """The statements as one request (InfluxDB answers each; Influx.query returns the
     series of all), each statement's parameters renamed so that they stay its own."""
-    texts, params = [], {}
+    texts: list[str] = []
+    params: dict[str, Any] = {}
     for i, q in enumerate(queries):
-        texts.append(re.sub(r"\$(p\d+)\b", lambda m, i=i: f"$s{i}{m[1]}", q.text))
+        texts.append(re.sub(r"\$(p\d+)\b", f"$s{i}\\1", q.text))
         params.update({f"s{i}{name}": value for name, value in q.params.items()})
     return Query("; ".join(texts), params)
 
