@@ -107,10 +107,10 @@ def test_config_file_is_root_owned_and_locks_influxdb_down(host, config):
 
 def test_index_and_limits_follow_the_series_budget(host, config):
     """tsi1, and the limits at twice the budget: 2 x boxes (none in this scenario: 1) x
-    2500 series a box-day x 30 days of raw."""
+    2500 series a box-day x 30 days of raw x (1 + the two flow rollups)."""
     assert config["data"]["index-version"] == "tsi1"
-    assert config["data"]["max-series-per-database"] == 2 * 1 * 2500 * 30
-    assert config["data"]["max-values-per-tag"] == 2 * 1 * 2500 * 30
+    assert config["data"]["max-series-per-database"] == 2 * 1 * 2500 * 30 * 3
+    assert config["data"]["max-values-per-tag"] == 2 * 1 * 2500 * 30 * 3
     # influxd took the config: its shards are tsi1 (an index directory per shard).
     indexes = host.run("find /var/lib/influxdb/data -type d -name index")
     assert indexes.rc == 0 and indexes.stdout.strip(), "no tsi1 index directory"
@@ -202,9 +202,13 @@ def continuous_queries(base: str) -> dict[str, str]:
     return {r["name"]: r["query"] for r in rows(body) if r["_series"] == DATABASE}
 
 
+# The flow rollups in raw (docs/schema.md, "Rollups").
+ROLLUP_CQS = ("sitevis_rollup_flow_5m", "sitevis_rollup_flow_1h")
+
+
 def test_continuous_queries_downsample_flow_and_iface_into_long(base):
     cqs = continuous_queries(base)
-    assert set(cqs) == {"sitevis_flow_5m", "sitevis_iface_5m"}
+    assert set(cqs) == {"sitevis_flow_5m", "sitevis_iface_5m", *ROLLUP_CQS}
     # long keeps only bounded tags of flow (no addresses), every tag of iface.
     for m, tags in (("flow", "site, box, iface, dir, proto, service"), ("iface", "*")):
         expected = f"INTO sitevis.long.{m} FROM sitevis.raw.{m} GROUP BY time(5m), {tags} END"
@@ -395,7 +399,8 @@ def test_zz_the_role_repairs_drift_and_then_changes_nothing(base):
     test_each_user_holds_exactly_one_privilege(base)
     test_the_admin_password_with_quote_backslash_and_colon_works(base)
     test_retention_policies_raw_default_and_long(base)
-    assert set(continuous_queries(base)) == {"sitevis_flow_5m", "sitevis_iface_5m"}
+    assert set(continuous_queries(base)) == {"sitevis_flow_5m", "sitevis_iface_5m",
+                                             *ROLLUP_CQS}
     assert query(base, "SHOW MEASUREMENTS", auth=grafana(), db=DATABASE)[0] == 200
     test_the_rp_selector_names_raw_then_long(base)
 
