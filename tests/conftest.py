@@ -103,6 +103,16 @@ def _no_tcx_here() -> str | None:
 _DESELECTED: list[str] = []
 
 
+def _worker_group(item: pytest.Item) -> str:
+    """Which tests one pytest-xdist worker runs together (`./run test pytest` uses two,
+    `--dist loadgroup`): a module's tests share its module fixtures (servers, a filled
+    site), and every test that installs onto this machine shares apt's lock, /etc and
+    /lib/modules with the others, so those run one after another in one group."""
+    if item.get_closest_marker("rollout"):
+        return "rollout-on-this-machine"
+    return item.path.relative_to(TESTS).as_posix()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     stale = _stale_local_needs()
     if stale:
@@ -111,6 +121,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         present = {mark.name for mark in item.iter_markers()}
         for name in sorted(needs(item) - present):
             item.add_marker(name)
+        item.add_marker(pytest.mark.xdist_group(_worker_group(item)))
     tcx_tests = {item for item in items if item.get_closest_marker("tcx")}
     reason = _no_tcx_here() if tcx_tests else None
     if reason:

@@ -3,17 +3,22 @@ wheel and the wheels of the portal's pinned dependencies for the monitor's Pytho
 
 Usage: build_wheelhouse.py PROJECT_DIR OUT_DIR PYTHON_VERSION [INDEX_URL] [--postgresql]
        [--rollouts|--no-rollouts]
-Prints {"dir": OUT_DIR/<python>, "requirements": [...]}. The pins are the project's
-(pyproject.toml, extra `portal`, and PyYAML and rich from its dependencies): one list.
-psycopg only with --postgresql (SQLite needs nothing); Ansible and ansible-runner only
+Prints {"dir": OUT_DIR/<python>, "archive": OUT_DIR/<python>.tar, "wheel": ...,
+"requirements": [...]}. The archive holds exactly the wheels of this build, packed the
+same way every time (sorted, no times or owners), so the role copies one file (one
+transfer instead of one per wheel) and an unchanged build copies nothing. The pins are
+the project's (pyproject.toml, extra `portal`, and PyYAML and rich from its
+dependencies): one list. psycopg only with --postgresql (SQLite needs nothing); Ansible and ansible-runner only
 with --rollouts (the rollout worker runs playbooks).
 """
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import tomllib
 from pathlib import Path
@@ -22,6 +27,8 @@ BUILD_WHEEL = Path(__file__).resolve().parents[2] / "collector" / "files" / "bui
 # What the sitevis wheel is built from: not the whole checkout (venv, caches, images).
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "sitevis")
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+# pip download names every wheel it resolved, fetched now or earlier.
+RESOLVED = re.compile(r"^\s*(?:Saved|File was already downloaded) (\S+\.whl)\s*$", re.M)
 
 
 def requirements(project: Path, postgresql: bool, rollouts: bool = False) -> list[str]:
@@ -60,7 +67,7 @@ def main() -> int:
         if old != sitevis_wheel:
             old.unlink()
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    cmd = [sys.executable, "-m", "pip", "download", "-q", "-d", str(wheelhouse),
+    cmd = [sys.executable, "-m", "pip", "download", "-d", str(wheelhouse),
            "--only-binary=:all:", "--python-version", python, *pins]
     if index:
         cmd += ["--index-url", index]
@@ -69,9 +76,31 @@ def main() -> int:
         print(f"build_wheelhouse: pip download failed: {got.stderr.strip()[-2000:]}",
               file=sys.stderr)
         return 1
-    print(json.dumps({"dir": str(wheelhouse), "wheel": sitevis_wheel.name,
-                      "requirements": pins}))
+    wheels = {Path(found).name for found in RESOLVED.findall(got.stdout)}
+    archive = pack(wheelhouse, sorted(wheels | {sitevis_wheel.name}))
+    print(json.dumps({"dir": str(wheelhouse), "archive": str(archive),
+                      "wheel": sitevis_wheel.name, "requirements": pins}))
     return 0
+
+
+def pack(wheelhouse: Path, names: list[str]) -> Path:
+    """WHEELHOUSE.tar of `names`, byte for byte the same for the same wheels; replaced
+    only when it differs, so its time and checksum say whether anything changed."""
+    def plain(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+        info.mode = 0o644
+        return info
+
+    archive = wheelhouse.parent / f"{wheelhouse.name}.tar"  # py3.11.tar
+    fresh = wheelhouse.parent / f"{wheelhouse.name}.tar.new"
+    with tarfile.open(fresh, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name in names:
+            tar.add(wheelhouse / name, arcname=name, filter=plain)
+    if archive.exists() and archive.read_bytes() == fresh.read_bytes():
+        fresh.unlink()
+    else:
+        fresh.replace(archive)
+    return archive
 
 
 if __name__ == "__main__":
