@@ -18,7 +18,11 @@ def main() -> None:
     tc_attach = sys.argv[4] if len(sys.argv) > 4 else "auto"
     program = FlowProgram(KernelSettings(hook=hook, table_size=64))
     if sys.argv[5:] == ["registered"]:
-        instances.register("kernel_child", ("*",), (), program.prog_ids)
+        # The registration names this process's netns (the machine's), not the test's
+        # where it attaches: a pattern of "*" would claim every interface of the machine
+        # and so refuse the collectors of the tests running beside this one (./run test
+        # pytest runs two at once). Ownership is by program id, which needs no pattern.
+        instances.register("kernel_child", ("none-in-this-netns",), (), program.prog_ids)
     hooks = hooks_for(program, netns, tc_attach)
     hooks.attach(ifindex, program.directions)
     print("attached", flush=True)
