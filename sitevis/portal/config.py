@@ -35,8 +35,10 @@ class Database:
 class InfluxSettings:
     url: str = "http://127.0.0.1:8086"
     database: str = "sitevis"
-    username: str | None = None
+    username: str | None = None       # the READ user every query uses
     password_file: str = ""
+    writer_username: str | None = None   # WRITE: the rollout annotations (else username)
+    writer_password_file: str = ""
 
 
 @dataclass(frozen=True)

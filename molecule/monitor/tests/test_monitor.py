@@ -154,11 +154,11 @@ def test_the_admin_password_with_quote_backslash_and_colon_works(base):
     status, body = query(base, "SHOW USERS", auth=ADMIN)
     assert status == 200
     users = {row["user"]: row["admin"] for row in rows(body)}
-    assert users == {"admin": True, "collector": False, "grafana": False}
+    assert users == {"admin": True, "collector": False, "grafana": False, "portal": False}
 
 
 def test_each_user_holds_exactly_one_privilege(base):
-    for user, privilege in (("collector", "WRITE"), ("grafana", "READ")):
+    for user, privilege in (("collector", "WRITE"), ("grafana", "READ"), ("portal", "WRITE")):
         status, body = query(base, f'SHOW GRANTS FOR "{user}"', auth=ADMIN)
         assert status == 200
         held = [(r["database"], r["privilege"]) for r in rows(body)]

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 
 import pytest
 import testinfra
+from diagnostics import influx_rows
 
 DISTRO = os.environ.get("MOLECULE_DISTRO", "12")
 MONITOR = f"sitevis-site-monitor-d{DISTRO}"
@@ -291,5 +292,11 @@ def test_a_rollout_launched_from_the_api(monitor, admin):
     changes = call(monitor, f"/api/changes/?object_type=rollouts.rollout&object_id={rollout}",
                    admin)["body"]["results"]
     assert [(c["action"], c["user_name"]) for c in changes] == [("create", "molecule-operator")]
+    # Its annotations in InfluxDB, written by the portal's WRITE user (InfluxDB's auth is
+    # on: the READ user the portal queries with would be refused), read as Grafana reads.
+    points = influx_rows(monitor, url="http://127.0.0.1:8086", q=(
+        f"SELECT outcome, playbook, launched_by, rc FROM rollout WHERE rollout_id = {rollout}"))
+    assert sorted((p["outcome"], p["playbook"], p["launched_by"]) for p in points) == [
+        ("started", "verify", "molecule-operator"), ("succeeded", "verify", "molecule-operator")]
     print(f"rollout #{rollout}: {len(counters)} events, {pages_while_running} pages while "
           f"running, {done['duration']:.1f} s")

@@ -1,6 +1,7 @@
 """The `rollout` measurement (docs/schema.md): one point when a rollout starts and one when
-it ends, for the dashboards' and the portal's annotations. Best effort: a refused write is
-one log line, never a failed rollout."""
+it ends, for the dashboards' and the portal's annotations. Written as the config's
+influxdb.writer_username (WRITE on the database; the portal reads as a READ user), else as
+the READ user. Best effort: a refused write is one log line, never a failed rollout."""
 
 from __future__ import annotations
 
@@ -41,10 +42,14 @@ def write(rollout: Rollout, outcome: str) -> bool:
     query = urllib.parse.urlencode({"db": cfg.database, "precision": "ns"})
     req = urllib.request.Request(f"{cfg.url.rstrip('/')}/write?{query}",
                                  data=line(rollout, outcome).encode(), method="POST")
-    if cfg.username:
-        password = (settings.CONFIG.read_secret(cfg.password_file, "influxdb.password_file")
-                    if cfg.password_file else "")
-        token = base64.b64encode(f"{cfg.username}:{password}".encode()).decode()
+    user, password_file, setting = (
+        (cfg.writer_username, cfg.writer_password_file, "influxdb.writer_password_file")
+        if cfg.writer_username else
+        (cfg.username, cfg.password_file, "influxdb.password_file"))
+    if user:
+        password = (settings.CONFIG.read_secret(password_file, setting)
+                    if password_file else "")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
         req.add_header("Authorization", f"Basic {token}")
     try:
         with urllib.request.urlopen(req, timeout=10):
