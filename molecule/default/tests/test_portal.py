@@ -4,39 +4,13 @@ the scenario's box; a traffic query returns the bytes sent inside the box."""
 
 from __future__ import annotations
 
-import json
 import os
-import shlex
 import time
 from pathlib import Path
 
 import pytest
+from portal_api import call
 from test_all_in_one import FRAME, PORT, SENT, traffic  # noqa: F401  (the fixture)
-
-PORTAL = "http://127.0.0.1:8000"
-CALL = r"""
-import json, sys, urllib.error, urllib.request
-method, url, token = sys.argv[1:4]
-body = sys.stdin.read().encode() or None
-req = urllib.request.Request(url, data=body, method=method)
-req.add_header("Content-Type", "application/json")
-if token:
-    req.add_header("Authorization", "Token " + token)
-try:
-    with urllib.request.urlopen(req, timeout=30) as answer:
-        print(json.dumps({"status": answer.status, "body": json.loads(answer.read())}))
-except urllib.error.HTTPError as err:
-    print(json.dumps({"status": err.code, "body": err.read().decode()}))
-"""
-
-
-def call(host, path: str, token: str = "", method: str = "GET",
-         body: dict | None = None) -> dict:
-    """One API call made inside the box (the portal listens on its loopback)."""
-    command = " ".join(shlex.quote(a) for a in ("python3", "-c", CALL, method,
-                                                 f"{PORTAL}{path}", token))
-    data = shlex.quote(json.dumps(body)) if body is not None else "''"
-    return json.loads(host.check_output(f"printf '%s' {data} | {command}"))
 
 
 @pytest.fixture(scope="module")

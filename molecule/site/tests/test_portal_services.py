@@ -22,11 +22,11 @@ from collections.abc import Iterator
 import pytest
 import testinfra
 from diagnostics import influx_rows
+from portal_api import call
 
 DISTRO = os.environ.get("MOLECULE_DISTRO", "12")
 MONITOR = f"sitevis-site-monitor-d{DISTRO}"
 BOX1 = f"sitevis-site-box1-d{DISTRO}"
-PORTAL = "http://127.0.0.1:8000"
 # What molecule.yml's portal_health sets (seconds) and the collectors' interval.
 INTERVAL, SILENT_INTERVALS, RESOLVE_AFTER = 2, 2, 2
 # The receiver: on the monitor's loopback (the evaluator posts from there).
@@ -37,22 +37,6 @@ SECRET = "molecule-webhook-secret-0123456789"
 PORTAL_CLI = ("runuser -u sitevis-portal -- env"
               " SITEVIS_PORTAL_CONFIG=/etc/sitevis-portal/portal.yml"
               " /opt/sitevis-portal/bin/python -m sitevis.portal")
-
-CALL = r"""
-import json, sys, urllib.error, urllib.request
-method, url, token = sys.argv[1:4]
-body = sys.stdin.read().encode() or None
-req = urllib.request.Request(url, data=body, method=method)
-req.add_header("Content-Type", "application/json")
-if token:
-    req.add_header("Authorization", "Token " + token)
-try:
-    with urllib.request.urlopen(req, timeout=30) as answer:
-        text = answer.read()
-        print(json.dumps({"status": answer.status, "body": json.loads(text) if text else None}))
-except urllib.error.HTTPError as err:
-    print(json.dumps({"status": err.code, "body": err.read().decode()}))
-"""
 
 # Answers 500 to the first request, then 200; one JSON line per request (headers, body).
 RECEIVER = r"""
@@ -79,15 +63,6 @@ http.server.HTTPServer(("127.0.0.1", port), Hook).serve_forever()
 
 def node(name: str):
     return testinfra.get_host(f"docker://{name}")
-
-
-def call(host, path: str, token: str = "", method: str = "GET",
-         body: dict | None = None) -> dict:
-    """One API call made inside the monitor (the portal listens on its loopback)."""
-    command = " ".join(shlex.quote(a) for a in ("python3", "-c", CALL, method,
-                                                 f"{PORTAL}{path}", token))
-    data = shlex.quote(json.dumps(body)) if body is not None else "''"
-    return json.loads(host.check_output(f"printf '%s' {data} | {command}"))
 
 
 def make_token(host, username: str, group: str) -> str:
