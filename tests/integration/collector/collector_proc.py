@@ -105,6 +105,27 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> tuple[int, str]:
     return proc.returncode, err
 
 
+def collect_boxes(links: dict[str, HostLink], sent: dict[str, int], influx_url: str,
+                  tmp_dir, site: str = "lab") -> None:
+    """A collector per box (named as the key, in `site`) on its link; `sent[box]` UDP
+    packets through each; then every collector stopped cleanly, its data written.
+    `tmp_dir(name)` gives a fresh directory (tmp_path_factory.mktemp)."""
+    procs = {}
+    for name, link in links.items():
+        config = write_config(tmp_dir(name), link, influx_url)
+        data = yaml.safe_load(config.read_text())
+        data.update(box=name, site=site)
+        config.write_text(yaml.safe_dump(data))
+        procs[name] = start(config)
+    for name, proc in procs.items():
+        wait_attached(links[name].ifname, proc)
+        send_udp(links[name].peer, links[name].ip, sent[name])
+    time.sleep(1.5)
+    for proc in procs.values():
+        rc, err = stop(proc)
+        assert rc == 0, err
+
+
 def flow_packets(influx: InfluxServer, link: HostLink) -> list[dict]:
     return influx.rows(
         "SELECT SUM(packets) AS packets, SUM(bytes) AS bytes FROM flow "

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.harness.bpf import bcc_unusable_reason
 from tests.harness.influx import InfluxServer, find_influxd
@@ -17,11 +16,7 @@ from tests.harness.netns import HostLink, create_link, destroy_link
 from tests.integration.collector.collector_proc import (
     FRAME_BYTES,
     PORT,
-    send_udp,
-    start,
-    stop,
-    wait_attached,
-    write_config,
+    collect_boxes,
 )
 from tests.integration.controller.sitevis_cli import sitevis
 
@@ -49,21 +44,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         influx.query("CREATE DATABASE sitevis")
         for name in SENT:
             links[name] = create_link()
-        procs = {}
-        for name, link in links.items():
-            tmp = tmp_path_factory.mktemp(name)
-            config = write_config(tmp, link, influx.url)
-            data = yaml.safe_load(config.read_text())
-            data.update(box=name, site="lab")
-            config.write_text(yaml.safe_dump(data))
-            procs[name] = start(config)
-        for name, proc in procs.items():
-            wait_attached(links[name].ifname, proc)
-            send_udp(links[name].peer, links[name].ip, SENT[name])
-        time.sleep(1.5)
-        for proc in procs.values():
-            rc, err = stop(proc)
-            assert rc == 0, err
+        collect_boxes(links, SENT, influx.url, tmp_path_factory.mktemp)
         inventory = tmp_path_factory.mktemp("inventory")
         (inventory / "hosts.yml").write_text("all: {}\n")
         (inventory / ".secrets").mkdir()

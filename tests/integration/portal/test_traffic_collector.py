@@ -4,12 +4,10 @@ holds and what was sent; health, status and refresh see both boxes."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-import yaml
 
 from tests.harness.bpf import bcc_unusable_reason
 from tests.harness.influx import InfluxServer
@@ -18,11 +16,7 @@ from tests.harness.portal import PortalServer
 from tests.integration.collector.collector_proc import (
     FRAME_BYTES,
     PORT,
-    send_udp,
-    start,
-    stop,
-    wait_attached,
-    write_config,
+    collect_boxes,
 )
 from tests.integration.portal.conftest import DB, portal_available, start_influx
 
@@ -55,22 +49,8 @@ def traffic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traffic]:
     try:
         for name in SENT:
             links[name] = create_link()
-        procs = {}
-        for name, link in links.items():
-            tmp = tmp_path_factory.mktemp(name)
-            config = write_config(tmp, link, influx.url)
-            data = yaml.safe_load(config.read_text())
-            data.update(box=name, site="lab")
-            config.write_text(yaml.safe_dump(data))
-            procs[name] = start(config)
         portal.start()
-        for name, proc in procs.items():
-            wait_attached(links[name].ifname, proc)
-            send_udp(links[name].peer, links[name].ip, SENT[name])
-        time.sleep(1.5)
-        for proc in procs.values():
-            rc, err = stop(proc)
-            assert rc == 0, err
+        collect_boxes(links, SENT, influx.url, tmp_path_factory.mktemp)
         portal.user("admin", "admin")
         token = portal.token("admin", write=True)
         api = portal.api(token)
