@@ -35,7 +35,8 @@ PLAYBOOK = """
 # Given passwords (the role generates none then); the admin logs in on an auth server.
 PASSWORDS = {"influxdb_admin_password": "admin-pw-0123456789",
              "influxdb_collector_password": "collector-pw-0123456789",
-             "influxdb_grafana_password": "grafana-pw-0123456789"}
+             "influxdb_grafana_password": "grafana-pw-0123456789",
+             "influxdb_portal_password": "portal-pw-0123456789"}
 ADMIN = ("admin", PASSWORDS["influxdb_admin_password"])
 GRAFANA = ("grafana", PASSWORDS["influxdb_grafana_password"])
 
