@@ -8,8 +8,8 @@ Prints {"dir": OUT_DIR/<python>, "archive": OUT_DIR/<python>.tar, "wheel": ...,
 same way every time (sorted, no times or owners), so the role copies one file (one
 transfer instead of one per wheel) and an unchanged build copies nothing. The pins are
 the project's (pyproject.toml, extra `portal`, and PyYAML and rich from its
-dependencies): one list. psycopg only with --postgresql (SQLite needs nothing); Ansible and ansible-runner only
-with --rollouts (the rollout worker runs playbooks).
+dependencies): one list. psycopg only with --postgresql (SQLite needs nothing); Ansible
+and ansible-runner only with --rollouts (the rollout worker runs playbooks).
 """
 
 import json
