@@ -7,6 +7,8 @@ from typing import Self
 from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import stat, table, timeseries
 from grafana_foundation_sdk.builders.dashboard import (
+    AnnotationEventFieldMapping,
+    AnnotationQuery,
     CustomVariable,
     Dashboard,
     QueryVariable,
@@ -109,7 +111,20 @@ def dashboard(uid: str, title: str, tags: list[str], *, one_box: bool = False,
              .with_variable(tag_variable("dir", "Direction")))
     if retention:
         board = board.with_variable(rp_variable()).with_variable(rp_interval_variable())
-    return board
+    return board.annotation(rollouts())
+
+
+def rollouts() -> AnnotationQuery:
+    """The portal's rollouts of the chosen site as annotations (start and end of each)."""
+    def field(name: str) -> AnnotationEventFieldMapping:
+        return AnnotationEventFieldMapping().source(dm.AnnotationEventFieldSource.FIELD) \
+            .value(name)
+
+    return (AnnotationQuery().name("Rollouts").datasource(DATASOURCE).enable(True)
+            .icon_color("purple")
+            .target(query(q.ROLLOUTS, table_format=True, ref_id="Anno"))
+            .mappings({"text": field("launched_by"), "tags": field("outcome"),
+                       "title": field("playbook")}))
 
 
 def query(text: str, alias: str | None = None, table_format: bool = False,

@@ -53,5 +53,9 @@ IFACE_BPS = rate("iface", "bytes", ("box", "iface", "dir"), scale=8)
 IFACE_PPS = rate("iface", "packets", ("box", "iface", "dir"))
 TOP_TALKERS = top("bytes", ("src", "dst"))
 TOP_SERVICES = top("bytes", ("service",))
+# The portal's rollouts (docs/schema.md, `rollout`): a start and an end point each, as
+# dashboard annotations: who launched which playbook, and how it ended.
+ROLLOUTS = ('SELECT "launched_by", "playbook", "outcome", "rollout_id" FROM "rollout" '
+            'WHERE "site" =~ /^$site$/ AND $timeFilter')
 PROTOCOL_MIX = ('SELECT SUM("bytes") AS "bytes" FROM "$rp"."flow" '
                 f'WHERE {TRAFFIC_FILTER} AND $timeFilter GROUP BY "proto"')

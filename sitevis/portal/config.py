@@ -94,6 +94,9 @@ class PortalConfig:
     traffic_rate: str = "120/min"     # traffic queries per user
     raw_retention_days: int = 30      # when the selector cannot tell raw's length
     grafana_url: str = ""             # the site's Grafana; the pages link its dashboards
+    # The health loop computes the overview's top lists of the last hour this often,
+    # ahead of requests (sitevis/portal/traffic/ahead.py); 0: at request time only.
+    overview_refresh_seconds: int = 30
 
     def read_secret(self, path: str, what: str) -> str:
         try:
@@ -144,5 +147,9 @@ def load(path: Path | None = None) -> PortalConfig:
         raise ConfigError(f"{path}: {unknown[0]} is not a setting")
     if database.engine not in ("sqlite", "postgresql"):
         raise ConfigError(f"{path}: database.engine must be sqlite or postgresql")
+    refresh = data.get("overview_refresh_seconds", 30)
+    if not isinstance(refresh, int) or isinstance(refresh, bool) or refresh < 0:
+        raise ConfigError(f"{path}: overview_refresh_seconds must be a whole number of "
+                          "seconds, 0 or more")
     return PortalConfig(path=path, database=database, influxdb=influxdb, health=health,
                         **data)

@@ -81,6 +81,11 @@ def targets(board: dict) -> Iterator[tuple[dict, dict]]:
             yield panel, target
 
 
+def annotation_queries(board: dict) -> list[dict]:
+    """The dashboard's annotation queries (each with its target and field mappings)."""
+    return board.get("annotations", {}).get("list", [])
+
+
 def variables(board: dict) -> list[dict]:
     return board.get("templating", {}).get("list", [])
 

@@ -341,6 +341,28 @@ def test_silent_boxes_after_the_collector_stopped(site: Site):
     assert reporting["boxes"] == 1
 
 
+def test_every_dashboard_marks_the_portal_s_rollouts_of_its_site(site: Site):
+    """A rollout's start and end (what the portal's worker writes, docs/schema.md) come
+    back from each dashboard's annotation query with the fields its mappings name; a
+    rollout of another site does not."""
+    at_ns = (site.end_ms - 120_000) * 1_000_000
+    lines = [f'rollout,site={SITE},playbook=site,outcome={outcome} rollout_id=7i,rc={rc}i,'
+             f'duration_s={duration},check=false,launched_by="ops",source="web" {at_ns + shift}'
+             for outcome, rc, duration, shift in (("started", -1, 0.0, 0),
+                                                  ("succeeded", 0, 42.5, 42_500_000_000))]
+    lines.append(f'rollout,site=elsewhere,playbook=remove,outcome=started rollout_id=8i,rc=-1i,'
+                 f'duration_s=0,check=false,launched_by="x",source="api" {at_ns}')
+    assert site.influx.write(DB, "\n".join(lines)) == 204
+    for uid, board in _boards().items():
+        [annotation] = g.annotation_queries(board)
+        assert annotation["name"] == "Rollouts" and annotation["enable"], uid
+        rows = site.run(annotation["target"]["query"], site.values())
+        shown = {name: mapping["value"] for name, mapping in annotation["mappings"].items()}
+        assert sorted((r[shown["title"]], r[shown["tags"]], r[shown["text"]])
+                      for r in rows) == [("site", "started", "ops"), ("site", "succeeded",
+                                                                       "ops")], uid
+
+
 def test_report_draws_the_overview(site: Site, tmp_path: Path):
     out = tmp_path / "report.png"
     proc = subprocess.run(

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sitevis.portal.traffic.marks import Mark
 from sitevis.portal.traffic.series import Series
 
 UNITS = {"bits": ("bits_per_s", "bit/s"), "packets": ("packets_per_s", "pps")}
@@ -22,6 +23,7 @@ class Chart:
     layout: dict[str, Any]
     columns: list[str] = field(default_factory=list)
     rows: list[list[Any]] = field(default_factory=list)
+    marks: list[tuple[str, str]] = field(default_factory=list)   # (time, what): rollouts
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -45,10 +47,11 @@ def _layout(unit: str, *, stacked: bool = False) -> dict[str, Any]:
 
 
 def time_chart(chart_id: str, title: str, lines: list[tuple[str, list[int], list[float]]],
-               unit: str, *, stacked: bool = False, sign: dict[str, int] | None = None
-               ) -> Chart:
+               unit: str, *, stacked: bool = False, sign: dict[str, int] | None = None,
+               marks: list[Mark] | None = None) -> Chart:
     """Lines (name, times ms, values); stacked as areas. `sign` draws some lines below the
-    axis (out mirrored under in); the table keeps the true values."""
+    axis (out mirrored under in); the table keeps the true values. `marks` (rollouts) are
+    dotted vertical lines with their text, and listed under the chart."""
     data = []
     for name, times, values in lines:
         factor = (sign or {}).get(name, 1)
@@ -62,8 +65,18 @@ def time_chart(chart_id: str, title: str, lines: list[tuple[str, list[int], list
     all_times = sorted({t for _, times, _ in lines for t in times})
     by_name = [dict(zip(times, values, strict=True)) for _, times, values in lines]
     rows = [[_when(t), *[round(m.get(t, 0.0), 3) for m in by_name]] for t in all_times]
+    marks = marks or []
+    if marks:
+        layout["shapes"] = [{"type": "line", "xref": "x", "yref": "paper", "x0": _when(m.time_ms),
+                             "x1": _when(m.time_ms), "y0": 0, "y1": 1,
+                             "line": {"dash": "dot", "width": 1, "color": "#7a3eb1"}}
+                            for m in marks]
+        layout["annotations"] = [{"x": _when(m.time_ms), "xref": "x", "yref": "paper",
+                                  "y": 1, "yanchor": "bottom", "showarrow": False,
+                                  "text": m.text, "textangle": -90, "xanchor": "right",
+                                  "font": {"size": 10, "color": "#7a3eb1"}} for m in marks]
     return Chart(chart_id, title, data, layout, ["time (UTC)", *[n for n, _, _ in lines]],
-                 rows)
+                 rows, [(_when(m.time_ms), m.text) for m in marks])
 
 
 def bar_chart(chart_id: str, title: str, bars: list[tuple[str, float]], unit: str) -> Chart:

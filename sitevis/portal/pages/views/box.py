@@ -12,7 +12,7 @@ from sitevis.influx import InfluxError
 from sitevis.portal.inventory.models import Box
 from sitevis.portal.pages import access, charts, forms
 from sitevis.portal.pages.views.common import totals
-from sitevis.portal.traffic import health, series, sitehealth, source, top
+from sitevis.portal.traffic import health, marks, series, sitehealth, source, top
 from sitevis.query import QueryError, duration
 
 HEALTH_WINDOW = "5m"        # as the API's boxes/{id}/health default
@@ -49,11 +49,14 @@ def _fill(request: HttpRequest, form: forms.RangeForm, context: dict[str, Any]) 
     names = [f"{s.key.get('iface', '')} {'in' if s.key.get('dir') == 'ingress' else 'out'}"
              for s in found]
     sign = {n: -1 for n in names if n.endswith(" out")}
+    site_scope = access.where(request, site)
+    assert site_scope is not None
+    rollouts = marks.rollouts(db, rng, site_scope)   # of the box's site (no box tag)
     context["charts"] += [
         charts.time_chart("box-bits", "Bits per second by interface (out below the axis)",
                           [(n, s.times_ms, s.bits_per_s) for n, s in zip(names, found,
                                                                          strict=True)],
-                          "bit/s", sign=sign),
+                          "bit/s", sign=sign, marks=rollouts),
         charts.time_chart("box-packets", "Packets per second by interface",
                           [(n, s.times_ms, s.packets_per_s) for n, s in zip(names, found,
                                                                             strict=True)],

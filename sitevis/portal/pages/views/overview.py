@@ -6,19 +6,21 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 
 from sitevis.influx import InfluxError
+from sitevis.portal.accounts import roles
 from sitevis.portal.health.views import unresolved_per_box
 from sitevis.portal.pages import access, charts, forms
 from sitevis.portal.pages.views.common import Totals, interval_ms, late, totals
-from sitevis.portal.traffic import health, series, sitehealth, source, top
+from sitevis.portal.traffic import ahead, health, marks, series, sitehealth, source, top
 from sitevis.query import QueryError
 
-TOP = 10
 # Each top list scans the range's flow points (millions for a big site's hour): they load
-# after the page, side by side, so the boxes' health is on screen without waiting.
-TOPS = {"talkers": "Top talkers", "services": "Top services", "protocols": "Protocol mix"}
+# after the page, side by side, so the boxes' health is on screen without waiting; those
+# of the last hour come computed ahead (ahead.py) for whoever sees the whole site.
+TOPS = ahead.TOPS
 CHART_BOXES = 8   # the busiest boxes drawn one by one, the rest as "other boxes"
 
 
@@ -44,13 +46,21 @@ def _chart_lines(found: list[series.Series], moved: dict[tuple[str, str], Totals
     return lines
 
 
-def _top(db: Any, request: HttpRequest, by: str, rng: Any) -> top.TopResult:
+def _top(request: HttpRequest, by: str, form: forms.RangeForm
+         ) -> tuple[top.TopResult, ahead.Computed | None]:
+    """The top list, and when it was computed ahead, that computation (else None)."""
+    every = settings.CONFIG.overview_refresh_seconds
+    preset = form.cleaned_data.get("since") if not form.cleaned_data.get("start") else None
+    if preset and roles.allowed_site_names(request.user) is None:
+        found = ahead.newest(by, preset, every)
+        if found is not None:
+            return found.result, found
     where = access.where(request)
     assert where is not None
     try:
-        return top.top(db, by, rng, where.tag("dir", "ingress"), TOP)
+        return ahead.overview_top(source.influx(), by, form.range, where), None
     except source.RangeRefused:
-        return top.TopResult(None)  # talkers older than raw: the table says none
+        return top.TopResult(None), None  # talkers older than raw: the table says none
 
 
 @access.page
@@ -100,7 +110,7 @@ def _fill(request: HttpRequest, form: forms.RangeForm, context: dict[str, Any]) 
     context["late"] = sum(1 for r in rows if r["late"])
     context["charts"] = [charts.time_chart(
         "site-traffic", "Traffic per box (in above the axis, out below)", lines, "bit/s",
-        stacked=True, sign=sign)]
+        stacked=True, sign=sign, marks=marks.rollouts(db, rng, scope()))]
     context["tops"] = [{"by": by, "title": title} for by, title in TOPS.items()]
     context.update(rp=rp, step=step.text, range=rng)
 
@@ -111,17 +121,19 @@ def top_panel(request: HttpRequest, by: str) -> HttpResponse:
     if by not in TOPS:
         raise Http404(by)
     form = forms.RangeForm(request.GET)
-    context: dict[str, Any] = {"form": form, "t": {"by": by, "title": TOPS[by]}}
+    context: dict[str, Any] = {"form": form, "t": {"by": by, "title": TOPS[by]},
+                               "every": settings.CONFIG.overview_refresh_seconds}
     if form.is_valid() and access.where(request) is not None:
-        rng = form.range
         try:
-            result = _top(source.influx(), request, by, rng)
+            result, computed = _top(request, by, form)
         except (InfluxError, QueryError) as err:
             context["error"] = str(err)
         else:
-            bars = [(charts.label(r.key), r.bytes * 8 / rng.seconds) for r in result.rows]
+            seconds = (form.range.seconds if computed is None
+                       else (computed.end_ns - computed.start_ns) / 1e9)
+            bars = [(charts.label(r.key), r.bytes * 8 / seconds) for r in result.rows]
             if result.other.bytes:
-                bars.append(("Other", result.other.bytes * 8 / rng.seconds))
-            context["t"].update(result=result, chart=charts.bar_chart(
+                bars.append(("Other", result.other.bytes * 8 / seconds))
+            context["t"].update(result=result, computed=computed, chart=charts.bar_chart(
                 f"top-{by}", TOPS[by], bars, "bit/s"))
     return access.render_page(request, "pages/_top_panel.html", context)

@@ -1,5 +1,6 @@
 """health: evaluate the health rules from InfluxDB and deliver due webhooks, once or in a
-loop (what the monitor's unit runs)."""
+loop (what the monitor's unit runs); the loop also computes the site overview's top lists
+ahead of requests (sitevis/portal/traffic/ahead.py) every overview_refresh_seconds."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from sitevis.influx import InfluxError
 from sitevis.portal.changes import context
 from sitevis.portal.health import notify
 from sitevis.portal.health.evaluate import evaluate
-from sitevis.portal.traffic import source
+from sitevis.portal.traffic import ahead, source
 from sitevis.query import QueryError
 
 
@@ -54,22 +55,42 @@ class Command(BaseCommand):
         token = context.bind(context.Actor.command("health"))
         try:
             if options["once"]:
-                if not self.run_once(at or datetime.now(UTC), quiet=False):
+                ok = self.run_once(at or datetime.now(UTC), quiet=False)
+                # The top lists are of the last hour: not for an evaluation in the past.
+                if at is None and settings.CONFIG.overview_refresh_seconds > 0:
+                    ok = self.refresh_tops(quiet=False) and ok
+                if not ok:
                     raise CommandError("evaluation failed (above)")
                 return
             # SIGTERM (systemd's stop) ends the loop between runs: a run in progress
             # finishes, so no attempt is made without being recorded.
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            tops_due = 0.0
             while not stop.is_set():
                 started = time.monotonic()
                 self.run_once(datetime.now(UTC), quiet=True)
+                if started >= tops_due and settings.CONFIG.overview_refresh_seconds > 0:
+                    tops_due = started + settings.CONFIG.overview_refresh_seconds
+                    self.refresh_tops(quiet=True)
                 close_old_connections()
                 stop.wait(max(0.0, every - (time.monotonic() - started)))
         except KeyboardInterrupt:
             return
         finally:
             context.reset(token)
+
+    def refresh_tops(self, quiet: bool) -> bool:
+        """The overview's top lists computed ahead; False (one line) when InfluxDB failed."""
+        try:
+            done = ahead.refresh(source.influx(), settings.CONFIG.overview_refresh_seconds)
+        except (InfluxError, QueryError) as err:
+            self.stderr.write(f"health: overview top lists not computed: {err}")
+            return False
+        if not quiet:
+            self.stdout.write("health: overview top lists computed in "
+                              f"{sum(c.seconds for c in done):.1f} s")
+        return True
 
     def run_once(self, now: datetime, quiet: bool) -> bool:
         """Evaluate, then deliver (also when InfluxDB is away: manual resolves queue
