@@ -58,12 +58,13 @@ class HealthSettings:
     webhook_attempts: int = 6
     webhook_backoff_seconds: float = 10.0   # before the 2nd attempt, doubling after
     webhook_timeout_seconds: float = 5.0
+    webhook_keep_days: int = 30       # ended deliveries (and their attempts) kept so long
 
 
 def _check_health(health: HealthSettings, path: Path) -> None:
     """Every value a number of its field's type, counts >= 1 where 0 makes no sense."""
     positive = {"interval_seconds", "silent_intervals", "window_intervals", "resolve_after",
-                "webhook_attempts", "webhook_timeout_seconds"}
+                "webhook_attempts", "webhook_timeout_seconds", "webhook_keep_days"}
     for name, spec in HealthSettings.__dataclass_fields__.items():
         value = getattr(health, name)
         kinds = (int, float) if spec.type == "float" else (int,)

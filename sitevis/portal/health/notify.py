@@ -80,6 +80,16 @@ def post(delivery: Delivery, timeout_s: float) -> tuple[int | None, str]:
         return None, str(getattr(err, "reason", err))[:300]
 
 
+def prune(now: datetime, keep_days: int) -> int:
+    """Forget ended deliveries (delivered or failed) created more than `keep_days` ago,
+    with their attempts: months of a site's events would otherwise grow without end.
+    Pending ones stay, whatever their age. The number removed."""
+    ended = (Delivery.Outcome.DELIVERED, Delivery.Outcome.FAILED)
+    old = Delivery.objects.filter(outcome__in=ended,
+                                  created__lt=now - timedelta(days=keep_days))
+    return old.delete()[1].get(Delivery._meta.label, 0)
+
+
 def deliver_due(now: datetime, policy: Policy) -> dict[str, int]:
     """Attempt every pending delivery that is due; counts of delivered, retrying, failed."""
     counts = {"delivered": 0, "retrying": 0, "failed": 0}

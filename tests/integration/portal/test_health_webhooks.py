@@ -135,3 +135,11 @@ def test_signed_deliveries_retried_with_backoff_and_recorded(site: Site, hook_si
     assert [(d["outcome"], d["attempts"]) for d in dead] == [("failed", 2), ("pending", 1)]
     assert all(t["status_code"] is None and "refused" in t["error"] for t in dead[0]["tries"])
     assert site.get("labadmin", "/api/health/deliveries/").json()["results"] == []
+
+    # 30 days on (webhook_keep_days), the ended deliveries are forgotten with their
+    # attempts; the pending one is tried (and fails for good) first, then goes too.
+    later = evaluate(site.portal, T + 31 + 30 * 86400)
+    assert "ended deliveries older than 30 days forgotten" in later, later
+    kept = {d["id"] for d in site.get("admin", "/api/health/deliveries/",
+                                      limit=100).json()["results"]}
+    assert not kept & {d["id"] for d in live + dead}, kept

@@ -109,10 +109,14 @@ class Command(BaseCommand):
                                cfg.webhook_timeout_seconds)
         try:
             counts = notify.deliver_due(now, policy)
+            pruned = notify.prune(now, cfg.webhook_keep_days)
         except DatabaseError as err:
             self.stderr.write(f"health: deliveries skipped: {err}")
             return False
         if any(counts.values()):
             self.stdout.write("health: webhooks " + ", ".join(
                 f"{n} {what}" for what, n in counts.items()))
+        if pruned:
+            self.stdout.write(f"health: {pruned} ended deliveries older than "
+                              f"{cfg.webhook_keep_days} days forgotten")
         return ok
