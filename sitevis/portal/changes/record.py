@@ -14,8 +14,9 @@ from django.db.models.signals import post_delete, post_save, pre_save
 from sitevis.portal.changes import context
 from sitevis.portal.changes.models import ObjectChange
 
-# Never in the change log (nor anywhere a response could show it).
-SECRET_FIELDS = frozenset({"password", "digest"})
+# Never in the change log (nor anywhere a response could show it): a webhook's signing
+# secret is left out too, so changing only the secret changes nothing the log shows.
+SECRET_FIELDS = frozenset({"password", "digest", "secret"})
 # Observed by the refresh, not changed by anyone: saved without a change-log row.
 OBSERVED_FIELDS = frozenset({"last_seen", "health", "collector_version", "last_used",
                              "last_login"})

@@ -8,9 +8,9 @@ class HealthConfig(AppConfig):
 
     def ready(self) -> None:
         from sitevis.portal.changes.record import track
-        from sitevis.portal.health.models import Issue
+        from sitevis.portal.health.models import Issue, Webhook
 
         # Opening, acknowledging and resolving an issue are saves: the change log has them.
         # The evaluator's count/last-seen bumps are update()s, observation, not changes.
-        # Webhooks are not tracked: the change log would keep their secrets.
-        track(Issue)
+        # Webhooks are logged without their secret (changes/record.py, SECRET_FIELDS).
+        track(Issue, Webhook)

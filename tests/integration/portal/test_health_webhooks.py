@@ -83,6 +83,11 @@ def test_webhooks_are_for_admins_of_the_site_and_never_show_the_secret(
     listed = site.get("admin", "/api/health/webhooks/", site="hook").json()["results"]
     assert [w["url"] for w in listed] == [receiver.url, DEAD]
     assert all("secret" not in w for w in listed)
+    # In the change log, who made them, without the secret.
+    logged = site.get("admin", "/api/changes/", object_type="health.webhook").json()
+    assert [(c["action"], c["user_name"], c["after"]["url"]) for c in logged["results"]
+            ] == [("create", "admin", DEAD), ("create", "admin", receiver.url)]
+    assert SECRET not in json.dumps(logged)
     for user in ("viewer", "operator"):
         assert site.get(user, "/api/health/webhooks/").status_code == 403
         assert site.get(user, "/api/health/deliveries/").status_code == 403
