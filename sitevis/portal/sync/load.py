@@ -41,8 +41,8 @@ def _time(ms: int | None) -> datetime | None:
 
 
 def refresh(db: Influx, window: Duration) -> int:
-    """Last seen, health and interfaces of every box from its self-metrics; the boxes
-    that had data."""
+    """Last seen, health, collector version and interfaces of every box from its
+    self-metrics; the boxes that had data."""
     seen = 0
     for box in Box.objects.select_related("site"):
         found: dict[str, Any] = health.box_health(db, box.site.name, box.name, window)
@@ -50,7 +50,9 @@ def refresh(db: Influx, window: Duration) -> int:
         if last is None:
             continue
         seen += 1
-        Box.objects.filter(pk=box.pk).update(last_seen=last, health=found)
+        version = health.collector_version(db, box.site.name, box.name)
+        Box.objects.filter(pk=box.pk).update(last_seen=last, health=found,
+                                             collector_version=(version or "")[:64])
         for name, at in health.interfaces(db, box.site.name, box.name, window).items():
             Interface.objects.update_or_create(box=box, name=name,
                                                defaults={"last_seen": _time(at)})

@@ -41,6 +41,16 @@ def box_health(db: Influx, site: str, box: str, window: Duration) -> dict[str, A
     return out
 
 
+def collector_version(db: Influx, site: str, box: str) -> str | None:
+    """The version the box's collector last reported (field `version`), if any."""
+    where = Where().since(LAST_SEEN_WITHIN).tag("site", site).tag("box", box)
+    for s in db.query(select([aggregate("LAST", "version", "version")], "sitevis_collector",
+                             where)):
+        found = s.values[0][1] if len(s.values[0]) > 1 else None
+        return found if isinstance(found, str) else None
+    return None
+
+
 def freshness(db: Influx, where: Where) -> list[dict[str, Any]]:
     """(site, box, last seen) of every box that ever wrote, in the scope of `where`."""
     where.since(LAST_SEEN_WITHIN)

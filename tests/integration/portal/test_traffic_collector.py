@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from sitevis_collector import __version__ as COLLECTOR_VERSION
 
 from tests.harness.bpf import bcc_unusable_reason
 from tests.harness.influx import InfluxServer
@@ -142,9 +143,14 @@ def test_health_status_and_refresh_see_both_boxes(traffic: Traffic):
     assert status["influxdb"] == {"reachable": True, "error": None}
     assert {(b["site"], b["box"]) for b in status["boxes"]} == {("lab", n) for n in SENT}
     assert all(b["fresh"] for b in status["boxes"])
+    assert all(not b["collector_version"] for b in traffic.get("/api/boxes/")["results"])
     out = traffic.portal.manage("refresh", "--window", "1h").stdout
     assert out.strip() == "2 boxes with data"
     for box in traffic.get("/api/boxes/")["results"]:
         assert box["last_seen"] and box["health"]["interfaces_attached"] == 1
+        assert box["collector_version"] == COLLECTOR_VERSION   # from its self-metrics
+    # The health loop's pass refreshes them too (as the monitor's evaluator does).
+    again = traffic.portal.manage("health", "--once").stdout
+    assert "2 boxes with data refreshed" in again, again
     names = {(i["box_name"], i["name"]) for i in traffic.get("/api/interfaces/")["results"]}
     assert names == {(n, traffic.links[n].ifname) for n in SENT}

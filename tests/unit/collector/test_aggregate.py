@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sitevis_collector import __version__
 from sitevis_collector.config import Config, parse_config
 from sitevis_collector.export.aggregate import (
     CounterDeltas,
@@ -281,7 +282,8 @@ def test_every_point_of_an_interval_is_unique_and_stamped_with_its_end():
                 # the series budget's figures: all 79 admitted in a first interval, the
                 # 59 rows past the top 10 of their group folded
                 "talkers_admitted": 79, "talker_admissions": 79,
-                "services_admitted": 2, "service_admissions": 2, "rows_folded": 59}
+                "services_admitted": 2, "service_admissions": 2, "rows_folded": 59,
+                "version": __version__}
     optional = {"samples_rate_limited", "unaccounted"}     # newer DrainResult fields
     assert {k: v for k, v in me.fields.items() if k not in optional} == expected
     for p in points:

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from sitevis_collector import __version__
 from sitevis_collector.config import Config
 from sitevis_collector.export.budget import OTHER, PORTED, Row, RowKey, SeriesBudget
 from sitevis_collector.export.lineproto import FieldValue, Point
@@ -259,6 +260,7 @@ def self_point(result: DrainResult, cfg: Config, end_ns: int, flows_exported: in
         "ringbuf_lost": result.ringbuf_lost,
         "truncated": result.truncated,
         "samples": len(result.samples),
+        "version": __version__,     # which collector the box runs (the portal shows it)
     }
     # Loss counters the kernel side may add to DrainResult; written when present.
     for name in ("samples_rate_limited", "unaccounted"):

@@ -1,6 +1,8 @@
 """health: evaluate the health rules from InfluxDB and deliver due webhooks, once or in a
-loop (what the monitor's unit runs); the loop also computes the site overview's top lists
-ahead of requests (sitevis/portal/traffic/ahead.py) every overview_refresh_seconds."""
+loop (what the monitor's unit runs). Every overview_refresh_seconds the loop also computes
+the site overview's top lists ahead of requests (sitevis/portal/traffic/ahead.py) and
+refreshes the boxes' last seen, health, interfaces and collector version (as `sitevis
+portal refresh` does)."""
 
 from __future__ import annotations
 
@@ -18,8 +20,11 @@ from sitevis.influx import InfluxError
 from sitevis.portal.changes import context
 from sitevis.portal.health import notify
 from sitevis.portal.health.evaluate import evaluate
+from sitevis.portal.sync.load import refresh
 from sitevis.portal.traffic import ahead, source
-from sitevis.query import QueryError
+from sitevis.query import QueryError, duration
+
+BOX_WINDOW = duration("5m")   # what `sitevis portal refresh` sums by default
 
 
 def _instant(text: str) -> datetime:
@@ -58,7 +63,7 @@ class Command(BaseCommand):
                 ok = self.run_once(at or datetime.now(UTC), quiet=False)
                 # The top lists are of the last hour: not for an evaluation in the past.
                 if at is None and settings.CONFIG.overview_refresh_seconds > 0:
-                    ok = self.refresh_tops(quiet=False) and ok
+                    ok = self.refresh_views(quiet=False) and ok
                 if not ok:
                     raise CommandError("evaluation failed (above)")
                 return
@@ -72,7 +77,7 @@ class Command(BaseCommand):
                 self.run_once(datetime.now(UTC), quiet=True)
                 if started >= tops_due and settings.CONFIG.overview_refresh_seconds > 0:
                     tops_due = started + settings.CONFIG.overview_refresh_seconds
-                    self.refresh_tops(quiet=True)
+                    self.refresh_views(quiet=True)
                 close_old_connections()
                 stop.wait(max(0.0, every - (time.monotonic() - started)))
         except KeyboardInterrupt:
@@ -80,16 +85,20 @@ class Command(BaseCommand):
         finally:
             context.reset(token)
 
-    def refresh_tops(self, quiet: bool) -> bool:
-        """The overview's top lists computed ahead; False (one line) when InfluxDB failed."""
+    def refresh_views(self, quiet: bool) -> bool:
+        """The overview's top lists computed ahead, the boxes' observed state refreshed;
+        False (one line each) when InfluxDB or the database failed."""
+        db = source.influx()
         try:
-            done = ahead.refresh(source.influx(), settings.CONFIG.overview_refresh_seconds)
-        except (InfluxError, QueryError) as err:
-            self.stderr.write(f"health: overview top lists not computed: {err}")
+            done = ahead.refresh(db, settings.CONFIG.overview_refresh_seconds)
+            seen = refresh(db, BOX_WINDOW)
+        except (InfluxError, QueryError, DatabaseError) as err:
+            self.stderr.write(f"health: overview top lists or boxes not refreshed: {err}")
             return False
         if not quiet:
             self.stdout.write("health: overview top lists computed in "
-                              f"{sum(c.seconds for c in done):.1f} s")
+                              f"{sum(c.seconds for c in done):.1f} s; {seen} boxes with data "
+                              "refreshed")
         return True
 
     def run_once(self, now: datetime, quiet: bool) -> bool:
