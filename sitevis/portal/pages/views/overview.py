@@ -13,7 +13,7 @@ from sitevis.influx import InfluxError
 from sitevis.portal.accounts import roles
 from sitevis.portal.health.views import unresolved_per_box
 from sitevis.portal.pages import access, charts, forms
-from sitevis.portal.pages.views.common import Totals, interval_ms, late, totals
+from sitevis.portal.pages.views.common import Totals, interval_ms, late
 from sitevis.portal.traffic import ahead, health, marks, series, sitehealth, source, top
 from sitevis.query import QueryError
 
@@ -24,25 +24,26 @@ TOPS = ahead.TOPS
 CHART_BOXES = 8   # the busiest boxes drawn one by one, the rest as "other boxes"
 
 
-def _chart_lines(found: list[series.Series], moved: dict[tuple[str, str], Totals]
+def _way(s: series.Series) -> str:
+    return "in" if s.key.get("dir") == "ingress" else "out"
+
+
+def _chart_lines(busy: list[series.Series], site: list[series.Series]
                  ) -> list[tuple[str, list[int], list[float]]]:
-    """In and out per busy box, the other boxes summed: 100 boxes stay a readable chart
-    (and a small table); the boxes table has every box's numbers."""
-    weight: dict[str, int] = {}
-    for (box, _), moved_by in moved.items():
-        weight[box] = weight.get(box, 0) + moved_by.bytes
-    busy = set(sorted(weight, key=lambda b: (-weight[b], b))[:CHART_BOXES])
-    lines: list[tuple[str, list[int], list[float]]] = []
-    rest: dict[str, tuple[list[int], list[float]]] = {}
-    for s in found:
-        way = "in" if s.key.get("dir") == "ingress" else "out"
-        if s.key.get("box", "") in busy:
-            lines.append((f"{s.key.get('box', '')} {way}", s.times_ms, s.bits_per_s))
-            continue
-        summed = rest.setdefault(way, (s.times_ms, [0.0] * len(s.times_ms)))[1]
-        for i, value in enumerate(s.bits_per_s[:len(summed)]):
-            summed[i] += value
-    lines += [(f"other boxes {way}", times, summed) for way, (times, summed) in rest.items()]
+    """In and out per busy box, and the other boxes as the site's total minus theirs:
+    100 boxes stay a readable chart (and a small table); the boxes table has every box's
+    numbers."""
+    lines = [(f"{s.key.get('box', '')} {_way(s)}", s.times_ms, s.bits_per_s) for s in busy]
+    for total in site:
+        rest = list(total.bits_per_s)
+        for s in busy:
+            if _way(s) == _way(total):
+                theirs = dict(zip(s.times_ms, s.bits_per_s, strict=True))
+                # Rounded: float sums must not leave an "other" line of dust.
+                rest = [max(0.0, round(v - theirs.get(t, 0.0), 6))
+                        for t, v in zip(total.times_ms, rest, strict=True)]
+        if any(rest) or not busy:
+            lines.append((f"other boxes {_way(total)}", total.times_ms, rest))
     return lines
 
 
@@ -61,6 +62,11 @@ def _top(request: HttpRequest, by: str, form: forms.RangeForm
         return ahead.overview_top(source.influx(), by, form.range, where), None
     except source.RangeRefused:
         return top.TopResult(None), None  # talkers older than raw: the table says none
+
+
+def _totals(sums: tuple[int, int], rng: Any) -> Totals:
+    nbytes, packets = sums
+    return Totals(nbytes, packets, nbytes * 8 / rng.seconds, packets / rng.seconds)
 
 
 @access.page
@@ -85,9 +91,18 @@ def _fill(request: HttpRequest, form: forms.RangeForm, context: dict[str, Any]) 
 
     seen = {(r["site"], r["box"]): r["last_seen_ms"] for r in health.freshness(db, scope())}
     healths = sitehealth.per_box(db, scope, rng)
-    rp, step, found = series.traffic(db, rng, scope(), "box")
-    moved = {(s.key.get("box", ""), s.key.get("dir", "")): totals(s, step.ns / 1e9, rng)
-             for s in found}
+    # Every box's totals in one statement without time buckets; time series only for the
+    # busiest boxes and the site as a whole (InfluxDB's cost is in the buckets it makes).
+    moved = {key: _totals(sums, rng) for key, sums in
+             series.totals(db, rng, scope(), "box").items()}
+    weight: dict[str, int] = {}
+    for (box, _), moved_by in moved.items():
+        weight[box] = weight.get(box, 0) + moved_by.bytes
+    busiest = sorted(weight, key=lambda b: (-weight[b], b))[:CHART_BOXES]
+    busy: list[series.Series] = []
+    if busiest:
+        _, _, busy = series.traffic(db, rng, scope().tag_in("box", busiest), "box")
+    rp, step, whole_site = series.traffic(db, rng, scope(), "site")
     now_ms = time.time() * 1000
     known = {(b.site.name, b.name) for b in access.visible_boxes(request)}
     issues = unresolved_per_box(request.user)
@@ -104,7 +119,7 @@ def _fill(request: HttpRequest, form: forms.RangeForm, context: dict[str, Any]) 
                 "overflow_events", "ringbuf_lost", "write_errors", "unaccounted")),
             "in": moved.get((box, "ingress")), "out": moved.get((box, "egress")),
             "issues": issues.get((site, box), 0)})
-    lines = _chart_lines(found, moved)
+    lines = _chart_lines(busy, whole_site)
     sign = {name: -1 for name, _, _ in lines if name.endswith(" out")}
     context["boxes"] = rows
     context["late"] = sum(1 for r in rows if r["late"])
