@@ -5,7 +5,9 @@ boxes from bench/sitegen.py (the collector's own code; profile "lab" by default)
 collector's real 10-s interval, plus one sitevis_collector health point per box and
 interval. A portal (gunicorn, as `sitevis portal serve` runs it) then serves the overview
 (last hour) to a signed-in admin, its top lists computed ahead by one pass of the health
-loop (`sitevis portal health --once`, timed), as the monitor's evaluator keeps them:
+loop (`sitevis portal health --once`, timed), then kept fresh by the loop itself
+(`sitevis portal health --loop`, running through the whole measurement, as on the
+monitor):
 
 - cold: the first load after the portal started (fresh workers, nothing cached): the
   HTML (boxes, health, traffic), then the three top lists it loads with htmx, side by
@@ -30,6 +32,7 @@ import html
 import importlib
 import re
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -141,10 +144,23 @@ def breakdown(portal: PortalServer, reps: int) -> list[tuple[str, list[float]]]:
 
     db = source.influx()
     rng = timerange.resolve("1h", None, None, None)
+
+    def busiest() -> list[str]:
+        weight: dict[str, int] = {}
+        for (box, _), (nbytes, _) in series.totals(db, rng, Where(), "box").items():
+            weight[box] = weight.get(box, 0) + nbytes
+        return sorted(weight, key=lambda b: -weight[b])[:8]
     calls: dict[str, Callable[[], object]] = {
         "health.freshness (last seen, every box)": lambda: health.freshness(db, Where()),
         "sitehealth.per_box (3 queries)": lambda: sitehealth.per_box(db, Where, rng),
-        "series.traffic per box (iface)": lambda: series.traffic(db, rng, Where(), "box"),
+        "series.totals per box, no time buckets (the boxes table)":
+            lambda: series.totals(db, rng, Where(), "box"),
+        "series.traffic of the 8 busiest boxes (the chart)":
+            lambda: series.traffic(db, rng, Where().tag_in("box", busiest()), "box"),
+        "series.traffic of the whole site (the chart's other boxes)":
+            lambda: series.traffic(db, rng, Where(), "site"),
+        "the former page's series.traffic of every box in 10-s buckets":
+            lambda: series.traffic(db, rng, Where(), "box"),
     }
 
     def top_by(by: str) -> Callable[[], object]:
@@ -200,6 +216,7 @@ def browser_times(url: str, session: requests.Session, reps: int) -> dict[str, l
 def measure(boxes: int, minutes: float, profile: str, reps: int, distinct: int) -> Table:
     influx = start_influx(rollups=True)
     portal = PortalServer(influx.url)
+    loop: subprocess.Popen[bytes] | None = None
     try:
         t0 = time.perf_counter()
         points = load(influx, boxes, minutes, profile, distinct)
@@ -209,6 +226,9 @@ def measure(boxes: int, minutes: float, profile: str, reps: int, distinct: int) 
         t0 = time.perf_counter()
         portal.manage("health", "--once")
         ahead_s = time.perf_counter() - t0
+        loop = subprocess.Popen([sys.executable, "-m", "sitevis.portal", "health", "--loop"],
+                                env=portal.env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
         session = portal.login("admin")
         url = f"{portal.url}/"
         cold_html, cold, size = page_load(session, url)
@@ -272,6 +292,9 @@ def measure(boxes: int, minutes: float, profile: str, reps: int, distinct: int) 
         table.data = {"cold": cold, "warm": warm, "partial": partial}
         return table
     finally:
+        if loop is not None:
+            loop.terminate()
+            loop.wait(timeout=60)
         portal.cleanup()
         influx.cleanup()
 
