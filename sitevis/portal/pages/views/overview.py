@@ -86,8 +86,11 @@ def _fill(request: HttpRequest, form: forms.RangeForm, context: dict[str, Any]) 
     rng = form.range
     db = source.influx()
 
+    visible = access.where(request)   # the user's sites: looked up once per page
+    assert visible is not None
+
     def scope() -> Any:
-        return access.where(request)
+        return visible.copy()          # each query extends its own copy
 
     seen = {(r["site"], r["box"]): r["last_seen_ms"] for r in health.freshness(db, scope())}
     healths = sitehealth.per_box(db, scope, rng)
