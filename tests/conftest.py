@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,16 +104,6 @@ def _no_tcx_here() -> str | None:
 _DESELECTED: list[str] = []
 
 
-def _worker_group(item: pytest.Item) -> str:
-    """Which tests one pytest-xdist worker runs together (`./run test pytest` uses two,
-    `--dist loadgroup`): a module's tests share its module fixtures (servers, a filled
-    site), and every test that installs onto this machine shares apt's lock, /etc and
-    /lib/modules with the others, so those run one after another in one group."""
-    if item.get_closest_marker("rollout"):
-        return "rollout-on-this-machine"
-    return item.path.relative_to(TESTS).as_posix()
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     stale = _stale_local_needs()
     if stale:
@@ -121,13 +112,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         present = {mark.name for mark in item.iter_markers()}
         for name in sorted(needs(item) - present):
             item.add_marker(name)
-        item.add_marker(pytest.mark.xdist_group(_worker_group(item)))
     tcx_tests = {item for item in items if item.get_closest_marker("tcx")}
     reason = _no_tcx_here() if tcx_tests else None
     if reason:
         config.hook.pytest_deselected(items=list(tcx_tests))
         items[:] = [item for item in items if item not in tcx_tests]
         _DESELECTED.append(f"{len(tcx_tests)} tests marked tcx deselected: {reason}")
+
+
+ROLLOUT_LOCK = Path("/run/lock/sitevis-tests-rollout.lock")
+
+
+@pytest.fixture(autouse=True)
+def _one_rollout_at_a_time(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests that install onto this machine share apt's lock, /etc and /lib/modules: on
+    several pytest workers (`./run test pytest` runs two) they wait for each other."""
+    if request.node.get_closest_marker("rollout") is None:
+        yield
+        return
+    ROLLOUT_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with ROLLOUT_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -86,12 +86,21 @@ class HostLink:
     peer: Host
 
 
+def _link_prefix() -> str:
+    return f"svh{os.getpid() % 100000}x"
+
+
+def own_links_pattern() -> str:
+    """A glob for the links this process creates, none of another pytest worker's."""
+    return f"{_link_prefix()}*"
+
+
 def create_link() -> HostLink:
     """A veth from the root namespace to a fresh namespace, in a fresh /30."""
     index = (next(_pair_counter) + os.getpid() * 64) % (1 << 15)
     tag = f"{os.getpid() % 100000}x{index}"
     local_ip, peer_ip = _subnet(index)
-    ifname = f"svh{tag}"
+    ifname = f"{_link_prefix()}{index}"
     peer = Host(f"svP{tag}", "veth0", peer_ip)
     run("ip", "netns", "add", peer.netns)
     try:

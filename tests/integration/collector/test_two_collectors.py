@@ -15,7 +15,7 @@ from sitevis_collector.hooks import instances
 from sitevis_collector.hooks.tcx import tcx_available
 
 from tests.harness.influx import InfluxServer
-from tests.harness.netns import HostLink, create_link, destroy_link
+from tests.harness.netns import HostLink, create_link, destroy_link, own_links_pattern
 from tests.integration.collector.collector_proc import (
     counts_once_and_leaves_nothing,
     flow_packets,
@@ -48,9 +48,10 @@ def test_a_second_collector_on_the_same_interface_refuses_and_the_first_counts_o
     one = start(_config(tmp_path, "one", host_link, influxdb.url, tc_attach=first))
     wait_attached(host_link.ifname, one)
     attached = our_filters(host_link.ifname)
-    # Overlapping patterns: the second takes every svh* interface, ours among them.
+    # Overlapping patterns: the second takes every link this worker makes, ours among
+    # them (not another pytest worker's: that one's collector would be named too).
     two = start(_config(tmp_path, "two", host_link, influxdb.url, tc_attach=second,
-                        interfaces={"include": ["svh*"]}))
+                        interfaces={"include": [own_links_pattern()]}))
     _, err = two.communicate(timeout=120)
     assert two.returncode == 3, err
     [line] = _error_lines(err)
@@ -102,7 +103,7 @@ def test_an_interface_both_would_take_goes_to_the_older_instance_only(
     try:
         for name in ("older", "younger"):
             procs.append(start(_config(tmp_path, name, nothing_yet, influxdb.url,
-                                       interfaces={"include": ["svh*"]})))
+                                       interfaces={"include": [own_links_pattern()]})))
             _registered(procs[-1].pid, procs[-1])
         time.sleep(1)
         link = create_link()
