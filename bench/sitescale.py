@@ -10,7 +10,7 @@ simulated day of every box, written by the collector's own code (sitegen), then:
 series (exact), influxd RSS, refused points, disk, and the p95 of the dashboards' main
 queries. One table per profile, old | new side by side.
 
-    .venv/bin/python -m bench.sitescale            # full: 25-50 minutes
+    .venv/bin/python -m bench.sitescale            # full: over an hour
     .venv/bin/python -m bench.sitescale --quick    # 4 boxes, 2 simulated hours
 """
 
