@@ -86,21 +86,22 @@ class HostLink:
     peer: Host
 
 
-def _link_prefix() -> str:
-    return f"svh{os.getpid() % 100000}x"
+def _process_tag() -> str:
+    """What every link name of this process carries: another pytest worker's differ."""
+    return f"{os.getpid() % 100000}x"
 
 
 def own_links_pattern() -> str:
     """A glob for the links this process creates, none of another pytest worker's."""
-    return f"{_link_prefix()}*"
+    return f"svh{_process_tag()}*"
 
 
 def create_link() -> HostLink:
     """A veth from the root namespace to a fresh namespace, in a fresh /30."""
     index = (next(_pair_counter) + os.getpid() * 64) % (1 << 15)
-    tag = f"{os.getpid() % 100000}x{index}"
+    tag = f"{_process_tag()}{index}"
     local_ip, peer_ip = _subnet(index)
-    ifname = f"{_link_prefix()}{index}"
+    ifname = f"svh{tag}"
     peer = Host(f"svP{tag}", "veth0", peer_ip)
     run("ip", "netns", "add", peer.netns)
     try:
