@@ -95,8 +95,9 @@ class PortalConfig:
     traffic_rate: str = "120/min"     # traffic queries per user
     raw_retention_days: int = 30      # when the selector cannot tell raw's length
     grafana_url: str = ""             # the site's Grafana; the pages link its dashboards
-    # The health loop computes the overview's top lists of the last hour this often,
-    # ahead of requests (sitevis/portal/traffic/ahead.py); 0: at request time only.
+    # The health loop computes the top lists and per-box series of the preset ranges
+    # ahead of requests, a range's at most this often (sitevis/portal/traffic/ahead.py;
+    # a day's every 5 min), and refreshes the boxes this often; 0: at request time only.
     overview_refresh_seconds: int = 30
 
     def read_secret(self, path: str, what: str) -> str:

@@ -70,6 +70,8 @@ class HealthParams(serializers.Serializer):
 
 
 # Responses, for the schema.
+COMPUTED_AHEAD = ("when the answer to a preset range was computed ahead for every site "
+                  "(start and end are that pass's); null: computed for this request")
 class RowOut(serializers.Serializer):
     key = serializers.DictField(child=serializers.CharField(allow_blank=True))
     bytes = serializers.IntegerField()
@@ -83,6 +85,7 @@ class TopOut(serializers.Serializer):
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
     total_bytes = serializers.IntegerField()
+    computed_ahead = serializers.DateTimeField(allow_null=True, help_text=COMPUTED_AHEAD)
     rows = RowOut(many=True)
     other = RowOut()
 
@@ -99,6 +102,7 @@ class TrafficOut(serializers.Serializer):
     step = serializers.CharField()
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
+    computed_ahead = serializers.DateTimeField(allow_null=True, help_text=COMPUTED_AHEAD)
     series = SeriesOut(many=True)
 
 

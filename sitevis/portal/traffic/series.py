@@ -15,7 +15,8 @@ from sitevis.query import Duration, Where, aggregate, duration, select, select_s
 STEPS = tuple(duration(s) for s in ("10s", "30s", "1m", "5m", "10m", "15m", "30m", "1h",
                                     "3h", "6h", "12h", "1d"))
 MAX_POINTS = 400
-GROUPINGS = {"box": ("box", "dir"), "interface": ("box", "iface", "dir"), "site": ("dir",)}
+GROUPINGS = {"box": ("box", "dir"), "interface": ("box", "iface", "dir"), "site": ("dir",),
+             "site_box": ("site", "box", "dir")}   # the last: for ahead_series.py
 
 
 @dataclass

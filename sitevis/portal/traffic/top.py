@@ -58,10 +58,19 @@ def top(db: Influx, by: str, rng: TimeRange, where: Where, limit: int) -> TopRes
     policy = source.for_addresses(db, rng) if by == "talkers" else source.policy(db, rng)
     sums = rollup.totals(db, policy.name, where, ("bytes", "packets"), tags,
                          rng.start_ns, rng.end_ns)
-    result = TopResult(policy.name)
+    return rank(by, policy.name, {key: (value["bytes"], value["packets"])
+                                  for key, value in sums.items()}, limit)
+
+
+def rank(by: str, rp: str | None, sums: dict[tuple[str, ...], tuple[int, int]],
+         limit: int) -> TopResult:
+    """The `limit` largest of `sums` (key: the grouping's tag values; value: bytes,
+    packets) by bytes; folded keys and the rest in "other"."""
+    tags = GROUPINGS[by]
+    result = TopResult(rp)
     rows = []
-    for key, value in sums.items():
-        row = Row(dict(zip(tags, key, strict=True)), value["bytes"], value["packets"])
+    for key, (nbytes, packets) in sums.items():
+        row = Row(dict(zip(tags, key, strict=True)), nbytes, packets)
         if folded(by, row.key):
             result.other.bytes += row.bytes
             result.other.packets += row.packets
@@ -73,4 +82,3 @@ def top(db: Influx, by: str, rng: TimeRange, where: Where, limit: int) -> TopRes
         result.other.bytes += row.bytes
         result.other.packets += row.packets
     return result
-

@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 from sitevis.influx import InfluxError
 from sitevis.portal.accounts import roles
 from sitevis.portal.inventory.models import Box
-from sitevis.portal.traffic import health, packets, params, series, source, top
+from sitevis.portal.traffic import ahead, ahead_series, health, packets, params, series, source, top
 from sitevis.portal.traffic.timerange import NS, TimeRange
 from sitevis.query import Where, duration
 
@@ -59,20 +59,44 @@ class TrafficView(APIView):
     throttle_scope = "traffic"
 
 
+def _computed_ahead(request: Request, p: dict[str, Any]) -> tuple[ahead.Computed,
+                                                                   set[str] | None] | None:
+    """The pass computed ahead that answers this request, with the sites to take from it
+    (None: all), or None when it must be computed now."""
+    preset = ahead.preset_of(request.query_params)
+    if preset is None:
+        return None
+    found = ahead.newest(p["by"], preset, settings.CONFIG.overview_refresh_seconds)
+    if found is None:
+        return None
+    allowed = roles.allowed_site_names(request.user)
+    return found, ({p["site"]} if p.get("site") else allowed)
+
+
 class TopView(TrafficView):
     @extend_schema(parameters=[params.TopParams], responses=params.TopOut)
     def get(self, request: Request) -> Response:
         p = checked(params.TopParams, request)
         rng: TimeRange = p["range"]
         where = scoped_where(request, p)
+        answer = _computed_ahead(request, p) if where is not None else None
+        computed_ns = None
         try:
-            result = (top.top(source.influx(), p["by"], rng, where, p["limit"])
-                      if where is not None else top.TopResult(None))
+            if answer is not None:
+                computed, sites = answer
+                result = ahead.ranked(computed, p["dir"], sites, p["limit"])
+                rng = TimeRange(computed.start_ns, computed.end_ns)
+                computed_ns = computed.computed_ns
+            elif where is not None:
+                result = top.top(source.influx(), p["by"], rng, where, p["limit"])
+            else:
+                result = top.TopResult(None)
         except source.RangeRefused as err:
             raise exceptions.ValidationError({"detail": str(err)}) from None
         return Response({
             "by": p["by"], "dir": p["dir"], "rp": result.rp, "start": _iso(rng.start_ns),
             "end": _iso(rng.end_ns), "total_bytes": result.total_bytes,
+            "computed_ahead": None if computed_ns is None else _iso(computed_ns),
             "rows": [vars(r) for r in result.rows],
             "other": {"key": {}, "bytes": result.other.bytes,
                       "packets": result.other.packets}})
@@ -84,10 +108,25 @@ class SeriesView(TrafficView):
         p = checked(params.SeriesParams, request)
         rng: TimeRange = p["range"]
         where = scoped_where(request, p)
-        rp, step, found = (series.traffic(source.influx(), rng, where, p["per"])
-                           if where is not None else (None, duration("10s"), []))
+        preset = ahead.preset_of(request.query_params) if p["per"] == "box" else None
+        computed = (ahead_series.newest(preset, settings.CONFIG.overview_refresh_seconds)
+                    if preset and where is not None else None)
+        computed_ns = None
+        if computed is not None:
+            sites = ({p["site"]} if p.get("site")
+                     else roles.allowed_site_names(request.user))
+            rp, step = computed.rp, computed.step
+            found = ahead_series.picked(computed, p["dir"], sites)
+            rng = TimeRange(computed.start_ns, computed.end_ns)
+            computed_ns = computed.computed_ns
+        elif where is not None:
+            rp, step, found = series.traffic(source.influx(), rng, where, p["per"])
+        else:
+            rp, step, found = None, duration("10s"), []
         return Response({"rp": rp, "step": step.text, "start": _iso(rng.start_ns),
-                         "end": _iso(rng.end_ns), "series": [vars(s) for s in found]})
+                         "end": _iso(rng.end_ns),
+                         "computed_ahead": None if computed_ns is None else _iso(computed_ns),
+                         "series": [vars(s) for s in found]})
 
 
 class PacketsView(TrafficView):

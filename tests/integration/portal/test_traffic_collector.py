@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 import pytest
 from sitevis_collector import __version__ as COLLECTOR_VERSION
@@ -154,3 +155,28 @@ def test_health_status_and_refresh_see_both_boxes(traffic: Traffic):
     assert "2 boxes with data refreshed" in again, again
     names = {(i["box_name"], i["name"]) for i in traffic.get("/api/interfaces/")["results"]}
     assert names == {(n, traffic.links[n].ifname) for n in SENT}
+
+
+def test_a_day_per_box_comes_computed_ahead_as_influxdb_holds_it(traffic: Traffic):
+    """The health pass computes the series per box of the preset ranges (ahead_series.py);
+    the API serves that pass and says when it was computed; its sums are InfluxDB's over
+    the pass's own range, and an absolute range is computed at request time."""
+    done = traffic.portal.manage("health", "--once").stdout
+    assert "series per box of 24h, 7d, 30d computed in" in done, done
+    served = traffic.get("/api/series/traffic/", per="box", since="24h", dir="ingress")
+    assert served["computed_ahead"] and served["rp"] == "raw" and served["step"] == "5m"
+    start_ns = int(datetime.fromisoformat(served["start"]).timestamp() * 10**9)
+    end_ns = int(datetime.fromisoformat(served["end"]).timestamp() * 10**9)
+    assert {tuple(s["key"].values()) for s in served["series"]} == {
+        (name, "ingress") for name in SENT}
+    for s in served["series"]:
+        stored = influx_sums(traffic.influx, (
+            f"SELECT SUM(bytes) AS b, SUM(packets) AS p FROM raw.iface WHERE time >= "
+            f"{start_ns} AND time < {end_ns} AND box = '{s['key']['box']}' AND dir = "
+            "'ingress'"))[0]
+        assert round(sum(s["bits_per_s"]) * 300 / 8) == stored["b"]
+        assert round(sum(s["packets_per_s"]) * 300) == stored["p"]
+    asked = traffic.get("/api/series/traffic/", per="box", start=served["start"])
+    assert asked["computed_ahead"] is None and asked["series"]
+    per_interface = traffic.get("/api/series/traffic/", per="interface", since="24h")
+    assert per_interface["computed_ahead"] is None

@@ -19,7 +19,7 @@ from sitevis.query import QueryError
 
 # Each top list scans the range's flow points (millions for a big site's hour): they load
 # after the page, side by side, so the boxes' health is on screen without waiting; those
-# of the last hour come computed ahead (ahead.py) for whoever sees the whole site.
+# of a preset range come computed ahead (ahead.py), for the user's sites.
 TOPS = ahead.TOPS
 CHART_BOXES = 8   # the busiest boxes drawn one by one, the rest as "other boxes"
 
@@ -50,12 +50,12 @@ def _chart_lines(busy: list[series.Series], site: list[series.Series]
 def _top(request: HttpRequest, by: str, form: forms.RangeForm
          ) -> tuple[top.TopResult, ahead.Computed | None]:
     """The top list, and when it was computed ahead, that computation (else None)."""
-    every = settings.CONFIG.overview_refresh_seconds
-    preset = form.cleaned_data.get("since") if not form.cleaned_data.get("start") else None
-    if preset and roles.allowed_site_names(request.user) is None:
-        found = ahead.newest(by, preset, every)
-        if found is not None:
-            return found.result, found
+    preset = ahead.preset_of(form.cleaned_data)
+    found = (ahead.newest(by, preset, settings.CONFIG.overview_refresh_seconds)
+             if preset else None)
+    if found is not None:
+        sites = roles.allowed_site_names(request.user)
+        return ahead.ranked(found, "ingress", sites, ahead.LIMIT), found
     where = access.where(request)
     assert where is not None
     try:
@@ -152,6 +152,8 @@ def top_panel(request: HttpRequest, by: str) -> HttpResponse:
             bars = [(charts.label(r.key), r.bytes * 8 / seconds) for r in result.rows]
             if result.other.bytes:
                 bars.append(("Other", result.other.bytes * 8 / seconds))
+            if computed is not None:
+                context["every"] = ahead.period_s(computed.since, context["every"])
             context["t"].update(result=result, computed=computed, chart=charts.bar_chart(
                 f"top-{by}", TOPS[by], bars, "bit/s"))
     return access.render_page(request, "pages/_top_panel.html", context)

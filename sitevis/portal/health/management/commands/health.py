@@ -1,8 +1,9 @@
 """health: evaluate the health rules from InfluxDB and deliver due webhooks, once or in a
-loop (what the monitor's unit runs). Every overview_refresh_seconds the loop also computes
-the site overview's top lists ahead of requests (sitevis/portal/traffic/ahead.py) and
+loop (what the monitor's unit runs). Every overview_refresh_seconds the loop also
 refreshes the boxes' last seen, health, interfaces and collector version (as `sitevis
-portal refresh` does)."""
+portal refresh` does), and a thread of its own computes the top lists of the preset ranges
+ahead of requests (sitevis/portal/traffic/ahead.py): a day's lists of a big site take
+InfluxDB tens of seconds, which must not hold up an evaluation."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from sitevis.portal.changes import context
 from sitevis.portal.health import notify
 from sitevis.portal.health.evaluate import evaluate
 from sitevis.portal.sync.load import refresh
-from sitevis.portal.traffic import ahead, source
+from sitevis.portal.traffic import ahead, ahead_series, source
 from sitevis.query import QueryError, duration
 
 BOX_WINDOW = duration("5m")   # what `sitevis portal refresh` sums by default
@@ -61,7 +62,7 @@ class Command(BaseCommand):
         try:
             if options["once"]:
                 ok = self.run_once(at or datetime.now(UTC), quiet=False)
-                # The top lists are of the last hour: not for an evaluation in the past.
+                # The top lists end now: not for an evaluation in the past.
                 if at is None and settings.CONFIG.overview_refresh_seconds > 0:
                     ok = self.refresh_views(quiet=False) and ok
                 if not ok:
@@ -71,13 +72,17 @@ class Command(BaseCommand):
             # finishes, so no attempt is made without being recorded.
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
-            tops_due = 0.0
+            refresh_s = settings.CONFIG.overview_refresh_seconds
+            if refresh_s > 0:
+                threading.Thread(target=self.tops_loop, args=(stop, refresh_s),
+                                 name="tops-ahead", daemon=True).start()
+            boxes_due = 0.0
             while not stop.is_set():
                 started = time.monotonic()
                 self.run_once(datetime.now(UTC), quiet=True)
-                if started >= tops_due and settings.CONFIG.overview_refresh_seconds > 0:
-                    tops_due = started + settings.CONFIG.overview_refresh_seconds
-                    self.refresh_views(quiet=True)
+                if started >= boxes_due and refresh_s > 0:
+                    boxes_due = started + refresh_s
+                    self.refresh_boxes(quiet=True)
                 close_old_connections()
                 stop.wait(max(0.0, every - (time.monotonic() - started)))
         except KeyboardInterrupt:
@@ -86,19 +91,42 @@ class Command(BaseCommand):
             context.reset(token)
 
     def refresh_views(self, quiet: bool) -> bool:
-        """The overview's top lists computed ahead, the boxes' observed state refreshed;
+        """Every top list computed ahead and the boxes' observed state refreshed (--once);
         False (one line each) when InfluxDB or the database failed."""
-        db = source.influx()
+        return self.refresh_tops(quiet, force=True) & self.refresh_boxes(quiet)
+
+    def refresh_tops(self, quiet: bool, *, force: bool = False) -> bool:
+        """The passes of ahead.py (top lists) and ahead_series.py (series per box) that
+        are due, or all of them with `force`."""
+        every, db = settings.CONFIG.overview_refresh_seconds, source.influx()
         try:
-            done = ahead.refresh(db, settings.CONFIG.overview_refresh_seconds)
-            seen = refresh(db, BOX_WINDOW)
+            tops = ahead.refresh(db, every, force=force)
+            charts = ahead_series.refresh(db, every, force=force)
+        except (InfluxError, QueryError) as err:
+            self.stderr.write(f"health: top lists or series not computed: {err}")
+            return False
+        if tops and not quiet:
+            self.stdout.write(f"health: top lists of {', '.join(ahead.PRESETS)} computed "
+                              f"in {sum(c.seconds for c in tops):.1f} s")
+        if charts and not quiet:
+            self.stdout.write(f"health: series per box of {', '.join(ahead_series.PRESETS)} "
+                              f"computed in {sum(c.seconds for c in charts):.1f} s")
+        return True
+
+    def tops_loop(self, stop: threading.Event, every_s: float) -> None:
+        """Each preset's lists when they are due (ahead.period_s), until `stop`."""
+        while not stop.is_set():
+            self.refresh_tops(quiet=True)
+            stop.wait(every_s)
+
+    def refresh_boxes(self, quiet: bool) -> bool:
+        try:
+            seen = refresh(source.influx(), BOX_WINDOW)
         except (InfluxError, QueryError, DatabaseError) as err:
-            self.stderr.write(f"health: overview top lists or boxes not refreshed: {err}")
+            self.stderr.write(f"health: boxes not refreshed: {err}")
             return False
         if not quiet:
-            self.stdout.write("health: overview top lists computed in "
-                              f"{sum(c.seconds for c in done):.1f} s; {seen} boxes with data "
-                              "refreshed")
+            self.stdout.write(f"health: {seen} boxes with data refreshed")
         return True
 
     def run_once(self, now: datetime, quiet: bool) -> bool:
