@@ -8,6 +8,7 @@ from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 
 from dashboards import common as c
 from sitevis import overview as q
+from sitevis import toplist
 
 UID = "sitevis-site-overview"
 SILENT_AFTER = ("5m", "15m", "1h", "6h")
@@ -23,6 +24,14 @@ REPORTING_BOXES = (
     'SELECT COUNT("interfaces") AS "boxes" FROM (SELECT LAST("interfaces_attached") AS '
     f'"interfaces" FROM "sitevis_collector" WHERE {BOX_FILTER} AND time > now() - $silent '
     'GROUP BY "box")')
+
+# The panels above sum the flow points of the picked range: a busy site's day is millions
+# of them. These read the lists the portal computes ahead (sitevis/toplist.py).
+AHEAD_NOTE = ("The {what} with the most bytes received (ingress: traffic between two "
+              "boxes counts once) over the last 24 hours, whatever the time picker says, "
+              "per site: ranks 01 to 20 and `other` (the rest and the folded rows). The "
+              "portal's health loop sums them every 5 minutes (a few dozen points: fast "
+              "at any site size); empty when the portal has not written one in 15 minutes.")
 
 
 def build() -> Dashboard:
@@ -61,6 +70,15 @@ def build() -> Dashboard:
                     .unit("decbytes").span(8).height(8)
                     .reduce_options(cb.ReduceDataOptions().calcs(["sum"]).values(False))
                     .with_target(c.query(q.PROTOCOL_MIX, "$tag_proto")))
+        .with_row(Row("Last 24 hours (computed ahead by the portal)"))
+        .with_panel(c.grid("Top talkers, last 24 h",
+                           c.query(toplist.panel_query("talkers", "24h"), table_format=True),
+                           description=AHEAD_NOTE.format(what="source/destination pairs"),
+                           width=12, unit="decbytes"))
+        .with_panel(c.grid("Top services, last 24 h",
+                           c.query(toplist.panel_query("services", "24h"), table_format=True),
+                           description=AHEAD_NOTE.format(what="services"),
+                           width=12, unit="decbytes"))
         .with_row(Row("Boxes"))
         .with_panel(c.grid("Silent boxes", c.query(SILENT_BOXES, table_format=True),
                            description="Boxes that reported in the time range but not in "

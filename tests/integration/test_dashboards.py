@@ -25,6 +25,8 @@ from sitevis_collector.kernel.bpfstats import enabled_stats
 
 from dashboards import box_detail, collector_health, flow_explorer, site_overview
 from sitevis import overview
+from sitevis.influx import Influx
+from sitevis.portal.traffic.timerange import resolve
 from tests.harness import grafana as g
 from tests.harness import influx_role
 from tests.harness.bpf import bcc_unusable_reason
@@ -117,6 +119,18 @@ def _downsample(influx: InfluxServer) -> None:
                      f"GROUP BY time({interval}), *", db=DB)
 
 
+def _day_lists(influx: InfluxServer) -> None:
+    """The day's top lists as the portal's health loop writes them for the dashboards
+    (sitevis/portal/traffic/ahead.py: summed, then `points`), from this run's flows."""
+    from sitevis.portal.traffic import ahead
+
+    db = Influx(influx.url, DB)
+    day = resolve("24h", None, None, None)
+    lines = [line for by in ("talkers", "services")
+             for line in ahead.points(ahead.summed(db, RAW, by, "24h", day))]
+    assert influx.write(DB, "\n".join(lines)) == 204
+
+
 def _tcp_refused(host_ip: str) -> None:
     for _ in range(TCP_ATTEMPTS):
         with socket.socket() as sock:
@@ -164,6 +178,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         stopped_ms = time.time_ns() // 1_000_000
         stats.close()
         _downsample(influx)
+        _day_lists(influx)
         time.sleep(1.2)      # so the box is silent for $silent = 1s
         # Ranges wider than the run, as a user's "last hour" is: the long RP's points
         # sit at the start of their 5-minute bucket, before the run began.
@@ -264,6 +279,25 @@ def test_top_talker_and_service_are_the_bytes_sent(site: Site, span: str):
     services = {r["service"]: r["bytes"]
                 for r in site.run(overview.TOP_SERVICES, values, span=span)}
     assert services[f"udp/{PORT}"] == sent
+
+
+def test_the_day_s_top_lists_are_the_bytes_sent(site: Site):
+    """The 24-h panels read the newest pass of the portal's lists (sitevis/toplist.py):
+    the UDP sent is the first talker and the first service, with its bytes; ranks not
+    filled are empty, and the rest is in `other`."""
+    values = site.values()
+    talkers = site.run(_query("Top talkers, last 24 h", site_overview.UID), values)
+    first, *rest = talkers
+    assert (first["rank"], first["src"], first["dst"], first["site"]) == (
+        "01", site.link.peer.ip, site.link.ip, SITE)
+    assert first["bytes"] >= UDP_PACKETS * FRAME_BYTES
+    # The rest of the run's frames (IPv6 router solicitations, ARP): ranked by bytes, no
+    # empty rank shown.
+    assert [r["rank"] for r in talkers] == [f"{n:02d}" for n in range(1, len(talkers) + 1)]
+    assert all(0 < r["bytes"] <= first["bytes"] for r in rest)
+    services = site.run(_query("Top services, last 24 h", site_overview.UID), values)
+    udp = next(r for r in services if r["service"] == f"udp/{PORT}")
+    assert (udp["bytes"], udp["packets"]) == (UDP_PACKETS * FRAME_BYTES, UDP_PACKETS)
 
 
 @pytest.mark.parametrize("span", SELECTED)
