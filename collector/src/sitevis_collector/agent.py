@@ -239,7 +239,8 @@ class Agent:
 
 
 def run_loop(agent: Agent, sink: Sink, stop: threading.Event,
-             stats: StatsSource | None = None) -> int:
+             stats: StatsSource | None = None,
+             after: Callable[[], None] | None = None) -> int:
     """Collect every cfg.interval until stop is set, then collect once more (the partial
     interval) so nothing seen before SIGTERM is lost. Returns the number of intervals."""
     deltas = CounterDeltas()
@@ -253,6 +254,8 @@ def run_loop(agent: Agent, sink: Sink, stop: threading.Event,
             agent.repair()
             sink(agent.points(deltas.update(stats()) if stats else None))
             intervals += 1
+            if after is not None:
+                after()
             # An interval's flows, rows and lines are freed by now; glibc would keep the
             # large blocks (dict tables) mapped until the next interval reuses them.
             release_freed_heap()

@@ -36,6 +36,7 @@ def _stop_on_signals() -> threading.Event:
 
 def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
     from sitevis_collector.agent import Agent, run_loop
+    from sitevis_collector.export.budget_state import BudgetKeeper
     from sitevis_collector.export.delivery import InfluxWriter
 
     writer = InfluxWriter(cfg.influxdb, cfg.spool)
@@ -45,13 +46,18 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
     except BaseException:
         writer.close(timeout=args.flush_timeout)
         raise
+    # The series budget carries over restarts (export/budget_state.py).
+    keeper = BudgetKeeper(agent.budget, cfg.spool.dir)
+    keeper.load()
     try:
         agent.start()
         log.info("collecting every %ss from %s into %s/%s", cfg.interval,
                  ", ".join(sorted(agent.attached.values())) or "no interface yet",
                  cfg.influxdb.url, cfg.influxdb.database)
-        run_loop(agent, writer.submit, stop, stats=writer.counters)
+        run_loop(agent, writer.submit, stop, stats=writer.counters,
+                 after=keeper.after_interval)
     finally:
+        keeper.save()
         agent.close()
         delivered = writer.close(timeout=args.flush_timeout)
         if delivered:

@@ -75,8 +75,8 @@ def churn(burst: int) -> list[tuple[bytes, int]]:
     return out
 
 
-def run(monitor: InfluxServer, link: HostLink, tmp: Path, series: dict, db: str
-        ) -> tuple[dict, str]:
+def run(monitor: InfluxServer, link: HostLink, tmp: Path, series: dict, db: str,
+        bursts: range = range(BURSTS)) -> tuple[dict, str]:
     """The collector's self-metrics summed over its run, and its log."""
     password = influx_role.PASSWORDS["influxdb_collector_password"]
     config = write_config(tmp, link, monitor.url, series=series, influxdb={
@@ -85,7 +85,7 @@ def run(monitor: InfluxServer, link: HostLink, tmp: Path, series: dict, db: str
     proc = start(config)
     wait_attached(link.ifname, proc)
     time.sleep(1.2)
-    for burst in range(BURSTS):
+    for burst in bursts:
         send_frames(link.peer, churn(burst))
         time.sleep(0.5)
     rc, err = stop(proc)
@@ -142,3 +142,27 @@ def test_without_the_budget_the_same_traffic_hits_the_limit_and_says_so(
     # batch's outcome may come after the last interval's point).
     assert "refused" in log and "folded into other rows" in log, log[-2000:]
     assert "retrying" not in log
+
+
+def test_a_restarted_collector_does_not_admit_a_second_set(quiet_link: HostLink,
+                                                          monitor: InfluxServer,
+                                                          tmp_path: Path):
+    """Stopped and started again (same spool directory, as the unit's), the collector
+    restores its admitted talkers and tokens (export/budget_state.py): new peers after the
+    restart get only the few tokens refilled meanwhile, not a second initial fill, so a
+    crash loop cannot multiply the day's series."""
+    db = "sitevis_restart"
+    monitor.query(f"CREATE DATABASE {db}", auth=influx_role.ADMIN)
+    monitor.query(f"GRANT WRITE ON {db} TO collector", auth=influx_role.ADMIN)
+    _, first_log = run(monitor, quiet_link, tmp_path, BUDGET, db, bursts=range(1))
+    assert "series budget restored" not in first_log       # a first start
+    assert (tmp_path / "spool" / "series-budget.json").exists()
+    before = [s for s in flow_series(monitor, db) if "src=198.19." in s]
+    _, log = run(monitor, quiet_link, tmp_path, BUDGET, db, bursts=range(1, BURSTS))
+    after = [s for s in flow_series(monitor, db) if "src=198.19." in s]
+    print(f"\ntalker series: {len(before)} before the restart, {len(after)} after")
+    assert "series budget restored" in log, log[-2000:]
+    assert len(before) >= BUDGET["talkers"] - 2
+    # The refill of the seconds between the runs and during the second (0.1/s), plus
+    # the one-token burst: never another BUDGET["talkers"].
+    assert len(after) - len(before) <= 1 + 6

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 from sitevis_collector.config import parse_config
 from sitevis_collector.export.admission import Admission
 from sitevis_collector.export.aggregate import flow_points, new_budget
+from sitevis_collector.export.budget_state import NAME, BudgetKeeper
 from sitevis_collector.records import DrainResult, FlowCounters, FlowKey
 
 END = 1_800_000_000_000_000_000
@@ -111,3 +113,48 @@ def test_no_talkers_means_no_addresses_at_all():
     flows = {flow(f"203.0.113.{i}"): FlowCounters(1, 100) for i in range(20)}
     points = flow_points(DrainResult(flows=flows), cfg, END)
     assert [(p.tags["src"], p.fields["bytes"]) for p in points] == [("other", 2000)]
+
+
+def result(bytes_by_flow: dict) -> DrainResult:
+    return DrainResult(flows={k: FlowCounters(packets=1, bytes=b)
+                              for k, b in bytes_by_flow.items()})
+
+
+def test_a_restart_keeps_the_admitted_set_and_spends_no_new_initial_fill(tmp_path):
+    """A collector restarted after admitting its talkers (export/budget_state.py): the
+    same set is admitted, decayed for the time it was away, and new peers get only what
+    the bucket refilled meanwhile, not a second initial fill."""
+    cfg = config({"talkers": 10, "admissions_per_hour": 36})     # 0.1 token per interval
+    first = new_budget(cfg)
+    keeper = BudgetKeeper(first, str(tmp_path))
+    flow_points(result({flow(f"198.19.0.{i}"): 1000 for i in range(10)}), cfg, END,
+                first)
+    assert len(first.talkers) == 10 and keeper.save()
+    state = json.loads((tmp_path / NAME).read_text())
+    state["saved_at"] -= 100                      # 10 intervals ago: one token refilled
+    (tmp_path / NAME).write_text(json.dumps(state))
+
+    again = new_budget(cfg)
+    assert BudgetKeeper(again, str(tmp_path)).load()
+    assert set(again.talkers.admitted) == set(first.talkers.admitted)
+    decayed = first.talkers.decay ** 10
+    for key, score in again.talkers.admitted.items():
+        assert abs(score / (first.talkers.admitted[key] * decayed) - 1) < 1e-3  # + ms
+    # Twenty new, much heavier peers: one token, so one of them gets in.
+    flow_points(result({flow(f"198.19.1.{i}"): 10**6 for i in range(20)}), cfg, END,
+                again)
+    newcomers = [k for k in again.talkers.admitted if k[3].startswith("198.19.1.")]
+    assert len(newcomers) == 1 and len(again.talkers) == 10
+    # Without the state, a fresh budget admits ten of them at once.
+    fresh = new_budget(cfg)
+    flow_points(result({flow(f"198.19.1.{i}"): 10**6 for i in range(20)}), cfg, END,
+                fresh)
+    assert len(fresh.talkers) == 10
+
+
+def test_an_unreadable_budget_state_is_one_warning_and_a_fresh_budget(tmp_path, caplog):
+    (tmp_path / NAME).write_text("{not json")
+    budget = new_budget(config({"talkers": 10}))
+    assert not BudgetKeeper(budget, str(tmp_path)).load()
+    assert "not used" in caplog.text and budget.talkers.tokens == 10
+    assert not BudgetKeeper(budget, str(tmp_path / "missing")).load()

@@ -39,6 +39,7 @@ class Admission(Generic[K]):
                  half_life: float = 600.0, interval: float = 10.0) -> None:
         self.capacity = capacity
         self.hysteresis = hysteresis
+        self.interval = interval
         self.decay = 0.5 ** (interval / half_life)
         self.refill = per_hour * interval / 3600.0
         self.burst = max(1.0, per_hour * BURST_SECONDS / 3600.0)
@@ -69,6 +70,29 @@ class Admission(Generic[K]):
         new = self._admit()
         self._trim()
         return new
+
+    def state(self) -> dict:
+        """What a restart must not forget (export/budget_state.py): the admitted keys with
+        their scores and the tokens left. Candidates are not kept: they are light by
+        definition, and a restart costs them only their waiting."""
+        return {"admitted": [[list(k) if isinstance(k, tuple) else k, s]
+                             for k, s in self.admitted.items()],
+                "tokens": self.tokens}
+
+    def restore(self, state: dict, elapsed_s: float) -> None:
+        """Take a state() saved `elapsed_s` ago: scores decayed and the bucket refilled
+        for that long, as if the process had run on without traffic; without the initial
+        fill, so restarts do not add to what a day admits. At most `capacity` keys (the
+        heaviest) stay when the capacity shrank."""
+        intervals = max(0.0, elapsed_s) / self.interval
+        factor = self.decay ** intervals
+        found = {(tuple(k) if isinstance(k, list) else k): float(s) * factor
+                 for k, s in state["admitted"]}
+        self.admitted = dict(heapq.nlargest(self.capacity, found.items(), key=_score))
+        tokens = float(state["tokens"])
+        if tokens < self.burst:
+            tokens = min(self.burst, tokens + self.refill * intervals)
+        self.tokens = min(tokens, float(self.capacity))
 
     def _decay(self) -> None:
         d = self.decay

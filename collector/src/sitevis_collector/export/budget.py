@@ -60,6 +60,13 @@ class SeriesBudget:
         self.prefixes = cfg.prefixes
         self.last: dict[str, int] = {}      # this interval's figures, for the self-metrics
 
+    def state(self) -> dict:
+        return {"talkers": self.talkers.state(), "services": self.services.state()}
+
+    def restore(self, state: dict, elapsed_s: float) -> None:
+        self.talkers.restore(state["talkers"], elapsed_s)
+        self.services.restore(state["services"], elapsed_s)
+
     def fold(self, groups: dict[tuple[str, str], dict[RowKey, Row]], top_n: int
              ) -> Iterator[tuple[tuple[str, str], dict[RowKey, Row]]]:
         """Admit from this interval's rows, then yield each (iface, dir) group as the rows

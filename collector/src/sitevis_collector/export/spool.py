@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^(\d{16})-(\d+)\.lp\.gz$")
 _TMP_SUFFIX = ".tmp"
+BUDGET_STATE = "series-budget.json"   # kept here by export/budget_state.py
 
 
 class SpoolUnusable(Exception):
@@ -58,6 +59,8 @@ class Spool:
             if entry.name.endswith(_TMP_SUFFIX):
                 entry.unlink(missing_ok=True)    # a write a crash interrupted
                 continue
+            if entry.name == BUDGET_STATE:
+                continue                         # the series budget's (budget_state.py)
             match = _NAME.match(entry.name)
             if match is None:
                 log.warning("spool %s: ignoring unexpected file %s", self.dir, entry.name)
