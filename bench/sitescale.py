@@ -286,12 +286,13 @@ def api_p95(server, reps: int) -> list[dict]:
                                 stderr=subprocess.DEVNULL)
         calls = []
         for path, params in standard_queries(SITE, _box(0)):
-            calls.append((path, params, reps))
+            calls.append((path, params, reps, ""))
             if path == "/api/flows/top/" and params.get("since") in PRESETS:
                 start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(
                     time.time() - _seconds(params["since"])))
                 asked = {k: v for k, v in params.items() if k != "since"}
-                calls.append((path, {**asked, "start": start}, max(1, reps // 3)))
+                calls.append((path, {**asked, "start": start}, max(1, reps // 3),
+                              params["since"]))
         # The dashboard's 24-h top talkers panel: the pass's points (sitevis/toplist.py).
         panel = toplist.panel_query("talkers", "24h").replace("$site", SITE)
         times = []
@@ -304,7 +305,7 @@ def api_p95(server, reps: int) -> list[dict]:
         out.append({"path": "dashboard", "params": {"since": "24h", "by": "talkers"},
                     "times": times, "ahead": True, "p95_s": sorted(times)[
                         max(0, math.ceil(0.95 * len(times)) - 1)]})
-        for path, params, n in calls:
+        for path, params, n, preset in calls:
             times, ahead = [], False
             for _ in range(n):
                 t0 = time.monotonic()
@@ -313,9 +314,10 @@ def api_p95(server, reps: int) -> list[dict]:
                 if answer.status_code != 200:
                     raise BenchError(f"{path} {params} answered {answer.status_code}: "
                                      f"{answer.text[:200]}")
-                ahead = bool(answer.json().get("computed_ahead")) if "top" in path else False
+                ahead = bool(answer.json().get("computed_ahead"))
             ordered = sorted(times)
             out.append({"path": path, "params": params, "times": times, "ahead": ahead,
+                        "preset": preset,
                         "p95_s": ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]})
     finally:
         if loop is not None:
@@ -706,7 +708,7 @@ def table(profile: str, old: dict, new: dict, p: Params, max_series: int) -> Tab
         since = call["params"].get("since", "")
         how = " (computed ahead)" if call.get("ahead") else ""
         if "start" in call["params"]:
-            since, how = "same range, absolute", " (at request time)"
+            since, how = f"{call.get('preset')} as start/end", " (at request time)"
         label = f"{call['path']} {since}".strip()
         target = TARGET_API_S.get(label) if call["params"].get("by", "talkers") == "talkers" \
             else None

@@ -39,6 +39,8 @@ class InfluxSettings:
     password_file: str = ""
     writer_username: str | None = None   # WRITE: the rollout annotations (else username)
     writer_password_file: str = ""
+    timeout_seconds: float = 10.0     # a request's statement; the passes computed ahead
+                                      # take their own (traffic/ahead.py PASS_TIMEOUT_S)
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,10 @@ def load(path: Path | None = None) -> PortalConfig:
     influxdb = _section(data, "influxdb", InfluxSettings, path)
     health = _section(data, "health", HealthSettings, path)
     _check_health(health, path)
+    timeout = influxdb.timeout_seconds
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
+        raise ConfigError(f"{path}: influxdb.timeout_seconds must be a number of seconds "
+                          "above 0")
     if "secret_key_file" not in data:
         raise ConfigError(f"{path}: secret_key_file is required (a file holding the key)")
     if "allowed_hosts" in data:

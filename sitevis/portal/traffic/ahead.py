@@ -38,6 +38,9 @@ PRESETS = ("1h", "6h", "24h")
 # MAX_PERIOD_S (a 30-day chart should not miss its last hours).
 STALE_SHARE = 288
 MAX_PERIOD_S = 300
+# A pass may take InfluxDB this long (a request gets influxdb.timeout_seconds): a big
+# site's day of talkers is tens of seconds of work, which is why it is done ahead.
+PASS_TIMEOUT_S = 300.0
 KEY = "sitevis:top-ahead:{by}:{since}"
 DIRS = ("ingress", "egress")
 
@@ -89,16 +92,16 @@ def fresh(key: str, since: str, every_s: float) -> Any:
     return found
 
 
-def preset_of(asked: Mapping[str, Any]) -> str | None:
-    """The preset a request's range and filters ask for, if this module answers it
-    (`since` 1d is 24h; no `since` is the default hour)."""
+def preset_of(asked: Mapping[str, Any], presets: tuple[str, ...] = PRESETS) -> str | None:
+    """The one of `presets` a request's range and filters ask for, if any (`since` 1d is
+    24h; no `since` is the default hour)."""
     if any(asked.get(k) for k in ("start", "end", "box", "interface")):
         return None
     until = asked.get("until")
     if until and duration(until, allow_zero=True).ns != 0:
         return None
     wanted = duration(asked.get("since") or "1h").ns
-    return next((p for p in PRESETS if duration(p).ns == wanted), None)
+    return next((p for p in presets if duration(p).ns == wanted), None)
 
 
 def compute(db: Influx, by: str, since: str) -> Computed:

@@ -21,11 +21,14 @@ class RangeRefused(QueryError):
     """A range the stored data cannot answer (e.g. talkers beyond raw's retention)."""
 
 
-def influx() -> Influx:
+def influx(timeout: float | None = None) -> Influx:
+    """The site's InfluxDB as the READ user; `timeout`: seconds a statement may take
+    (default the config's influxdb.timeout_seconds, for a request)."""
     cfg = settings.SITEVIS_INFLUX
     password = (settings.CONFIG.read_secret(cfg.password_file, "influxdb.password_file")
                 if cfg.password_file else None)
-    return Influx(cfg.url, cfg.database, cfg.username, password)
+    return Influx(cfg.url, cfg.database, cfg.username, password,
+                  timeout=cfg.timeout_seconds if timeout is None else timeout)
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,8 @@ class SeriesView(TrafficView):
         p = checked(params.SeriesParams, request)
         rng: TimeRange = p["range"]
         where = scoped_where(request, p)
-        preset = ahead.preset_of(request.query_params) if p["per"] == "box" else None
+        preset = (ahead.preset_of(request.query_params, ahead_series.PRESETS)
+                  if p["per"] == "box" else None)
         computed = (ahead_series.newest(preset, settings.CONFIG.overview_refresh_seconds)
                     if preset and where is not None else None)
         computed_ns = None

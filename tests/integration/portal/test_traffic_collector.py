@@ -176,6 +176,9 @@ def test_a_day_per_box_comes_computed_ahead_as_influxdb_holds_it(traffic: Traffi
             "'ingress'"))[0]
         assert round(sum(s["bits_per_s"]) * 300 / 8) == stored["b"]
         assert round(sum(s["packets_per_s"]) * 300) == stored["p"]
+    week = traffic.get("/api/series/traffic/", per="box", since="7d")
+    assert week["computed_ahead"] and week["rp"] == "long" and week["step"] == "30m"
+    assert traffic.get("/api/series/traffic/", per="box", since="30d")["computed_ahead"]
     asked = traffic.get("/api/series/traffic/", per="box", start=served["start"])
     assert asked["computed_ahead"] is None and asked["series"]
     per_interface = traffic.get("/api/series/traffic/", per="interface", since="24h")

@@ -98,7 +98,8 @@ class Command(BaseCommand):
     def refresh_tops(self, quiet: bool, *, force: bool = False) -> bool:
         """The passes of ahead.py (top lists) and ahead_series.py (series per box) that
         are due, or all of them with `force`."""
-        every, db = settings.CONFIG.overview_refresh_seconds, source.influx()
+        every = settings.CONFIG.overview_refresh_seconds
+        db = source.influx(timeout=ahead.PASS_TIMEOUT_S)
         try:
             tops = ahead.refresh(db, every, force=force)
             charts = ahead_series.refresh(db, every, force=force)
