@@ -229,7 +229,7 @@ def code_queries(server, end_ms: int, reps: int, cap_s: float) -> list[Query]:
 
     db = Influx(server.url, DB, *GRAFANA, timeout=600)
     rollup.clear_cache()
-    q = Query("top-N talkers, 24 h, sitevis.rollup (sitevis top, portal)", "", 86400,
+    q = Query("top-N talkers, 24 h, sitevis.rollup (sitevis top; the portal's pass)", "", 86400,
               rp="raw")
     end_ns = end_ms * 10**6
     spent = 0.0
