@@ -119,6 +119,18 @@ def _downsample(influx: InfluxServer) -> None:
                      f"GROUP BY time({interval}), *", db=DB)
 
 
+def _without_downsampling_queries(influx: InfluxServer) -> None:
+    """Drop the role's downsampling CQs: `_downsample` writes the long RP at a known time
+    (with every tag, so the 30-d panels find the run's talkers), while InfluxDB would run
+    the role's at the next 5-minute boundary and add a second, address-free copy of the
+    run's sums to long whenever the module crosses one."""
+    names = [row["name"] for row in influx.rows("SHOW CONTINUOUS QUERIES", db=DB)
+             if row["name"].startswith("sitevis_") and "rollup" not in row["name"]]
+    assert names, "the role made no downsampling query"
+    for name in names:
+        influx.query(f'DROP CONTINUOUS QUERY "{name}" ON "{DB}"', db=DB)
+
+
 def _day_lists(influx: InfluxServer) -> None:
     """The day's top lists as the portal's health loop writes them for the dashboards
     (sitevis/portal/traffic/ahead.py: summed, then `points`), from this run's flows."""
@@ -160,6 +172,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         # The role's own schema tasks: database, policies (raw the default), the
         # downsampling CQs, users and the retention policy selector.
         influx_role.stats(influx_role.apply_schema(influx, tmp / "role"))
+        _without_downsampling_queries(influx)
         link = create_link()
         began_ms = time.time_ns() // 1_000_000
         # BPF run stats only while this run lasts, for the ns/packet panel.

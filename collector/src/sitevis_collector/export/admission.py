@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Hashable, Iterable
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 K = TypeVar("K", bound=Hashable)
 
@@ -86,8 +86,10 @@ class Admission(Generic[K]):
         heaviest) stay when the capacity shrank."""
         intervals = max(0.0, elapsed_s) / self.interval
         factor = self.decay ** intervals
-        found = {(tuple(k) if isinstance(k, list) else k): float(s) * factor
-                 for k, s in state["admitted"]}
+        found: dict[K, float] = {}
+        for key, score in state["admitted"]:
+            # JSON has no tuples: a talker's key comes back as a list.
+            found[cast(K, tuple(key) if isinstance(key, list) else key)] = float(score) * factor
         self.admitted = dict(heapq.nlargest(self.capacity, found.items(), key=_score))
         tokens = float(state["tokens"])
         if tokens < self.burst:
