@@ -25,7 +25,7 @@ from django.core.cache import cache
 from sitevis import rollup, toplist
 from sitevis.influx import Influx
 from sitevis.portal import influxwrite
-from sitevis.portal.traffic import source, top
+from sitevis.portal.traffic import top
 from sitevis.portal.traffic.timerange import NS, TimeRange, resolve
 from sitevis.query import Where, duration
 
@@ -42,6 +42,7 @@ MAX_PERIOD_S = 300
 # site's day of talkers is tens of seconds of work, which is why it is done ahead.
 PASS_TIMEOUT_S = 300.0
 KEY = "sitevis:top-ahead:{by}:{since}"
+AT = ":at"      # a pass's computed_ns, kept beside it under its key + AT
 DIRS = ("ingress", "egress")
 
 Sums = dict[tuple[str, ...], tuple[int, int]]
@@ -71,15 +72,19 @@ def period_s(since: str, every_s: float) -> float:
 
 
 def due(key: str, since: str, every_s: float) -> bool:
-    """Whether the pass kept under `key` is missing or older than its period."""
-    old = cache.get(key)
-    return getattr(old, "computed_ns", None) is None or \
-        (time.time_ns() - old.computed_ns) / NS >= period_s(since, every_s)
+    """Whether the pass kept under `key` is missing or older than its period (read from
+    its time alone: a big site's pass is megabytes)."""
+    computed_ns = cache.get(key + AT)
+    return not isinstance(computed_ns, int) or \
+        (time.time_ns() - computed_ns) / NS >= period_s(since, every_s)
 
 
 def keep(key: str, since: str, every_s: float, computed: Any, seconds: float) -> None:
-    """Keep a pass until twice its period has passed (and what computing it took)."""
-    cache.set(key, computed, timeout=2 * period_s(since, every_s) + seconds + 10)
+    """Keep a pass, and its time apart, until twice its period has passed (and what
+    computing it took)."""
+    timeout = 2 * period_s(since, every_s) + seconds + 10
+    cache.set(key, computed, timeout=timeout)
+    cache.set(key + AT, computed.computed_ns, timeout=timeout)
 
 
 def fresh(key: str, since: str, every_s: float) -> Any:
@@ -108,8 +113,7 @@ def compute(db: Influx, by: str, since: str) -> Computed:
     """The sums of grouping `by` over the last `since`, per site and direction, now, from
     the policy the dashboards would read (raw for talkers: the only one with addresses)."""
     rng = resolve(since, None, None, None)
-    policy = source.for_addresses(db, rng) if by == "talkers" else source.policy(db, rng)
-    return summed(db, policy.name, by, since, rng)
+    return summed(db, top.policy_for(db, by, rng).name, by, since, rng)
 
 
 def summed(db: Influx, rp: str | None, by: str, since: str, rng: TimeRange) -> Computed:

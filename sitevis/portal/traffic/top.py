@@ -55,11 +55,17 @@ def top(db: Influx, by: str, rng: TimeRange, where: Where, limit: int) -> TopRes
     From the raw policy the sums come through its rollups (sitevis.rollup): whole hours
     and 5-minute buckets where they are final, raw points for the edges."""
     tags = GROUPINGS[by]
-    policy = source.for_addresses(db, rng) if by == "talkers" else source.policy(db, rng)
+    policy = policy_for(db, by, rng)
     sums = rollup.totals(db, policy.name, where, ("bytes", "packets"), tags,
                          rng.start_ns, rng.end_ns)
     return rank(by, policy.name, {key: (value["bytes"], value["packets"])
                                   for key, value in sums.items()}, limit)
+
+
+def policy_for(db: Influx, by: str, rng: TimeRange) -> source.Policy:
+    """The policy a grouping over `rng` reads: the dashboards' choice, but raw for
+    talkers (the only one with addresses)."""
+    return source.for_addresses(db, rng) if by == "talkers" else source.policy(db, rng)
 
 
 def rank(by: str, rp: str | None, sums: dict[tuple[str, ...], tuple[int, int]],
