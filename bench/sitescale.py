@@ -192,10 +192,14 @@ class Query:
 
     @property
     def p95(self) -> float:
-        if not self.times:
-            return math.nan
-        ordered = sorted(self.times)
-        return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+        return p95(self.times)
+
+
+def p95(times: list[float]) -> float:
+    if not times:
+        return math.nan
+    ordered = sorted(times)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
 
 
 def grafana_interval(span_s: int, min_s: int) -> int:
@@ -229,8 +233,8 @@ def code_queries(server, end_ms: int, reps: int, cap_s: float) -> list[Query]:
 
     db = Influx(server.url, DB, *GRAFANA, timeout=600)
     rollup.clear_cache()
-    q = Query("top-N talkers, 24 h, sitevis.rollup (sitevis top; the portal's pass)", "", 86400,
-              rp="raw")
+    q = Query("top-N talkers, 24 h, sitevis.rollup (sitevis top --now; the portal's pass)",
+              "", 86400, rp="raw")
     end_ns = end_ms * 10**6
     spent = 0.0
     while len(q.times) < reps and (spent < cap_s or not q.times):
@@ -249,9 +253,11 @@ API_PROFILES = ("internet",)     # issue 15: the API over the internet-facing si
 TARGET_API_S = {"/api/flows/top/ 24h": 0.5, "/api/series/traffic/ 7d": 1.0}
 
 
-def api_p95(server, reps: int) -> list[dict]:
-    """The portal's API over this InfluxDB (a portal as `sitevis portal serve` runs it,
-    reading as the grafana user, its health loop running beside it as on the monitor):
+def api_p95(server, reps: int, api: bool) -> list[dict]:
+    """The portal's passes, the 24-h top lists read from them (the overview dashboard's
+    panel, `sitevis top`) and, with `api`, its API over this InfluxDB (a portal as
+    `sitevis portal serve` runs it, reading as the grafana user, its health loop running
+    beside it as on the monitor):
     each call of sitevis/portal/traffic/workload.py `reps` times, p95 per call. A top list
     over a preset range is served from the loop's pass (sitevis/portal/traffic/ahead.py);
     the same range asked as an absolute one is computed at request time, timed beside it.
@@ -285,7 +291,7 @@ def api_p95(server, reps: int) -> list[dict]:
                                 env=portal.env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         calls = []
-        for path, params in standard_queries(SITE, _box(0)):
+        for path, params in standard_queries(SITE, _box(0)) if api else ():
             calls.append((path, params, reps, ""))
             if path == "/api/flows/top/" and params.get("since") in PRESETS:
                 start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(
@@ -303,8 +309,8 @@ def api_p95(server, reps: int) -> list[dict]:
         if not any(r.get("series") for r in rows.get("results", [])):
             raise BenchError("the portal wrote no top list for the dashboards (toplist)")
         out.append({"path": "dashboard", "params": {"since": "24h", "by": "talkers"},
-                    "times": times, "ahead": True, "p95_s": sorted(times)[
-                        max(0, math.ceil(0.95 * len(times)) - 1)]})
+                    "times": times, "ahead": True, "p95_s": p95(times)})
+        out.append(cli_top(server, reps))
         for path, params, n, preset in calls:
             times, ahead = [], False
             for _ in range(n):
@@ -315,10 +321,8 @@ def api_p95(server, reps: int) -> list[dict]:
                     raise BenchError(f"{path} {params} answered {answer.status_code}: "
                                      f"{answer.text[:200]}")
                 ahead = bool(answer.json().get("computed_ahead"))
-            ordered = sorted(times)
             out.append({"path": path, "params": params, "times": times, "ahead": ahead,
-                        "preset": preset,
-                        "p95_s": ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]})
+                        "preset": preset, "p95_s": p95(times)})
     finally:
         if loop is not None:
             loop.terminate()
@@ -326,6 +330,26 @@ def api_p95(server, reps: int) -> list[dict]:
         portal.cleanup()
         shutil.rmtree(secrets_dir, ignore_errors=True)
     return out
+
+
+def cli_top(server, reps: int) -> dict:
+    """`sitevis top --since 24h` (talkers, ingress, 15 rows) as the CLI answers it: from
+    the portal's pass (the toplist measurement), as the grafana user."""
+    from sitevis import talkers
+    from sitevis.influx import Influx
+    from sitevis.query import duration
+    from tests.harness.influx_role import GRAFANA
+
+    db = Influx(server.url, DB, *GRAFANA, timeout=600)
+    times = []
+    for _ in range(reps):
+        t0 = time.monotonic()
+        served = talkers.ahead(db, "talkers", duration("24h"), "ingress", SITE, 15)
+        times.append(time.monotonic() - t0)
+        if not served or not served[0]:
+            raise BenchError("sitevis top found no pass of the portal to read (toplist)")
+    return {"path": "sitevis top", "params": {"since": "24h", "by": "talkers"},
+            "times": times, "ahead": True, "p95_s": p95(times)}
 
 
 def run_queries(server, queries: list[Query], end_ms: int, boxes: int, reps: int,
@@ -576,7 +600,9 @@ def run_one(profile: str, schema: str, p: Params, conf: str, binary: str,
         q_end_ms = int((start_s + done * step_s) * 1000)
         run_queries(server, queries, q_end_ms, p.boxes, p.reps, p.query_cap_s)
         queries += code_queries(server, q_end_ms, p.reps, p.query_cap_s)
-        api = api_p95(server, p.reps) if profile in API_PROFILES and schema == "new" else []
+        # Every profile's 24-h top lists come from the portal's passes; the API is timed on
+        # the internet-facing one.
+        api = api_p95(server, p.reps, profile in API_PROFILES) if schema == "new" else []
         after = vm(pid)
         raw = load.stats.get("raw", WriteStats())
         long = load.stats.get("long", WriteStats())
@@ -693,12 +719,10 @@ def table(profile: str, old: dict, new: dict, p: Params, max_series: int) -> Tab
         fmt=lambda b: f"{b:.1f} B")
     row("disk per real day (projected)", do["disk_real_day"], dn["disk_real_day"], fmt=_gb)
     for qo, qn in zip(old["queries"], new["queries"], strict=True):
-        # The target is judged on what sitevis serves (CLI, portal, API): through the
-        # rollups. Grafana's panel sums raw points (exact, but not fast at a real density).
-        judged = qn["name"].startswith("top-N talkers, 24 h, sitevis.rollup")
+        # The 24-h target is judged below on what sitevis serves (CLI, portal, API,
+        # the overview dashboard): the portal's passes. These are the sums behind them.
         row(f"p95 {qn['name']} ({qn['rp']})", qo["p95_s"], qn["p95_s"],
-            fmt=lambda s: f"{s:.3f} s", target="<= 1 s" if judged else "",
-            ok=qn["p95_s"] <= TARGET_TOP24_S if judged else None)
+            fmt=lambda s: f"{s:.3f} s")
         if qn["rp"] == "raw":
             row(f"  x{p.k:g} (real density, linear)", qo["p95_s"] * p.k, qn["p95_s"] * p.k,
                 fmt=lambda s: f"{s:.2f} s")
@@ -720,6 +744,9 @@ def table(profile: str, old: dict, new: dict, p: Params, max_series: int) -> Tab
             name, what = "portal health --once", "(the passes: every preset's lists and series)"
         if call["path"] == "dashboard":
             name, what = "p95 dashboard panel Top talkers, last 24 h", "(toplist)"
+            target = TARGET_TOP24_S
+        if call["path"] == "sitevis top":
+            name, what = "p95 sitevis top --since 24h", "(toplist)"
             target = TARGET_TOP24_S
         t.add(f"{name} {what}{how}",
               "", f"{call['p95_s']:.3f} s", "", f"<= {target} s" if target else "",

@@ -12,6 +12,7 @@ from sitevis import toplist
 
 UID = "sitevis-site-overview"
 SILENT_AFTER = ("5m", "15m", "1h", "6h")
+AHEAD_RANGES = tuple(reversed(toplist.RANGES))      # 24h first: the default
 BOX_FILTER = '"site" =~ /^$site$/ AND "box" =~ /^$box$/'
 
 # Boxes whose newest report in the range is older than $silent: the inner query finds
@@ -28,10 +29,12 @@ REPORTING_BOXES = (
 # The panels above sum the flow points of the picked range: a busy site's day is millions
 # of them. These read the lists the portal computes ahead (sitevis/toplist.py).
 AHEAD_NOTE = ("The {what} with the most bytes received (ingress: traffic between two "
-              "boxes counts once) over the last 24 hours, whatever the time picker says, "
-              "per site: ranks 01 to 20 and `other` (the rest and the folded rows). The "
-              "portal's health loop sums them every 5 minutes (a few dozen points: fast "
-              "at any site size); empty when the portal has not written one in 15 minutes.")
+              "boxes counts once) over the last $ahead (the `Top lists over` choice: 1h, "
+              "6h or 24h), whatever the time picker says, per site: ranks 01 to 20 and "
+              "`other` (the rest and the folded rows). The portal's health loop sums them "
+              "ahead (a day's every 5 minutes, an hour's every 30 s): a few dozen points, "
+              "fast at any site size; empty when the portal has not written one in 15 "
+              "minutes.")
 
 
 def build() -> Dashboard:
@@ -39,6 +42,7 @@ def build() -> Dashboard:
     return (
         c.dashboard(UID, "sitevis / Site overview", ["overview"])
         .with_variable(c.custom_variable("silent", "Silent after", SILENT_AFTER))
+        .with_variable(c.custom_variable("ahead", "Top lists over", AHEAD_RANGES))
         .with_row(Row("Traffic"))
         .with_panel(c.graph("Traffic per box", "bps",
                             c.query(q.BOX_BPS, "$tag_box $tag_dir"), interval=step,
@@ -70,13 +74,15 @@ def build() -> Dashboard:
                     .unit("decbytes").span(8).height(8)
                     .reduce_options(cb.ReduceDataOptions().calcs(["sum"]).values(False))
                     .with_target(c.query(q.PROTOCOL_MIX, "$tag_proto")))
-        .with_row(Row("Last 24 hours (computed ahead by the portal)"))
-        .with_panel(c.grid("Top talkers, last 24 h",
-                           c.query(toplist.panel_query("talkers", "24h"), table_format=True),
+        .with_row(Row("Last $ahead (computed ahead by the portal)"))
+        .with_panel(c.grid("Top talkers, last $ahead",
+                           c.query(toplist.panel_query("talkers", "$ahead"),
+                                   table_format=True),
                            description=AHEAD_NOTE.format(what="source/destination pairs"),
                            width=12, unit="decbytes"))
-        .with_panel(c.grid("Top services, last 24 h",
-                           c.query(toplist.panel_query("services", "24h"), table_format=True),
+        .with_panel(c.grid("Top services, last $ahead",
+                           c.query(toplist.panel_query("services", "$ahead"),
+                                   table_format=True),
                            description=AHEAD_NOTE.format(what="services"),
                            width=12, unit="decbytes"))
         .with_row(Row("Boxes"))

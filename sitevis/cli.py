@@ -108,6 +108,14 @@ def cmd_top(args: argparse.Namespace) -> int:
 
     influx, recorded_site = connect(args)
     site = args.site or recorded_site
+    served = None if args.now or args.rp != AUTO else \
+        talkers.ahead(influx, args.by, args.since, args.dir, site, args.limit)
+    if served and served[0]:
+        rows, listed = served
+        at = time.strftime("%H:%M:%S UTC", time.gmtime(listed.end_ms / 1000))
+        _print_top(rows, args, f"site {listed.site}, computed ahead by the portal at {at}; "
+                               "--now sums the flow series now")
+        return 0
     now = int(time.time())
     # The policy that serves this range, as the dashboards and report choose it; talkers
     # (addresses) only from a policy that keeps them.
@@ -120,10 +128,19 @@ def cmd_top(args: argparse.Namespace) -> int:
         print(f"sitevis top: no flows in the last {args.since.text} at {influx.url} "
               f"({policy})", file=sys.stderr)
         return 1
-    make_console().print(talkers.table(rows, args.by, f"top {args.by}, {args.dir}, last "
-                                                 f"{args.since.text} (site {site or 'all'}, "
-                                                 f"{policy})"))
+    _print_top(rows, args, f"site {site or 'all'}, {policy}")
     return 0
+
+
+def _print_top(rows: list, args: argparse.Namespace, source: str) -> None:
+    """The heading on its own line (a table's title wraps at the table's width), then
+    the rows."""
+    from sitevis import talkers
+
+    console = make_console()
+    console.print(f"top {args.by}, {args.dir}, last {args.since.text} ({source})",
+                  highlight=False, soft_wrap=True)
+    console.print(talkers.table(rows, args.by))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -206,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("--dir", choices=["ingress", "egress"], default="ingress",
                      help="count each flow once: as received (default) or as sent")
     top.add_argument("--limit", type=ROWS, default=15, help="rows to show (default 15)")
+    top.add_argument("--now", action="store_true",
+                     help="sum the flow series now, even for a range the portal computes "
+                          "ahead (1h, 6h, 24h: read from its toplist, at most 15 min old)")
     top.add_argument("--rp", type=RP, default=AUTO,
                      help="retention policy: auto (as the dashboards: by time range), "
                           "raw or long")

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 
 from rich.table import Table
 
-from sitevis import rollup
+from sitevis import rollup, toplist
 from sitevis.influx import Influx
 from sitevis.query import Duration, QueryError, Where, count
 
 DIRECTIONS = ("ingress", "egress")
 GROUPINGS = {
-    "talkers": ("src", "dst", "service"),
+    "talkers": ("src", "dst"),        # as the portal and the dashboards list them
     "services": ("service",),
     "boxes": ("box",),
 }
@@ -46,6 +46,22 @@ def top(influx: Influx, by: str, since: Duration, direction: str, site: str | No
     return rows[:count(limit)]
 
 
+def ahead(influx: Influx, by: str, since: Duration, direction: str, site: str | None,
+          limit: int) -> tuple[list[Row], toplist.Pass] | None:
+    """top() as the portal computed it ahead (the `toplist` measurement): for a range it
+    computes (1 h, 6 h, 24 h), at most its ROWS, and one site (the one asked, or the only
+    one listed). None when there is no such pass no older than toplist.FRESH: the caller
+    sums the flow series then."""
+    preset = toplist.range_of(since)
+    if preset is None or count(limit) > toplist.ROWS or by not in toplist.KEYS:
+        return None
+    passes = toplist.newest(influx, by, preset, direction, site)
+    if len(passes) != 1:
+        return None
+    listed = passes[0]
+    return [Row(key, nbytes, packets) for key, nbytes, packets in listed.rows][:limit], listed
+
+
 def human_bytes(value: float) -> str:
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if value < 1000 or unit == "TB":
@@ -54,8 +70,8 @@ def human_bytes(value: float) -> str:
     return f"{value:.1f} TB"
 
 
-def table(rows: list[Row], by: str, title: str) -> Table:
-    out = Table(title=title, title_justify="left")
+def table(rows: list[Row], by: str) -> Table:
+    out = Table()
     for name in GROUPINGS[by]:
         out.add_column(name)
     out.add_column("bytes", justify="right")

@@ -99,7 +99,7 @@ class Site:
         return {"site": g.Value(SITE), "box": g.Value(BOX), "iface": g.Value(self.link.ifname),
                 "dir": g.Value(["egress", "ingress"]), "rp": g.Value(chosen["rp"]),
                 "rp_interval": g.Value(chosen["rp_interval"]), "silent": g.Value(silent),
-                "src": g.Value(""), "dst": g.Value(""),
+                "ahead": g.Value("24h"), "src": g.Value(""), "dst": g.Value(""),
                 "service": g.Value([f"tcp/{CLOSED_PORT}", f"udp/{PORT}"]), **extra}
 
     def run(self, query: str, values: dict, interval_s: int = 10,
@@ -299,7 +299,7 @@ def test_the_day_s_top_lists_are_the_bytes_sent(site: Site):
     the UDP sent is the first talker and the first service, with its bytes; ranks not
     filled are empty, and the rest is in `other`."""
     values = site.values()
-    talkers = site.run(_query("Top talkers, last 24 h", site_overview.UID), values)
+    talkers = site.run(_query("Top talkers, last $ahead", site_overview.UID), values)
     first, *rest = talkers
     assert (first["rank"], first["src"], first["dst"], first["site"]) == (
         "01", site.link.peer.ip, site.link.ip, SITE)
@@ -308,7 +308,7 @@ def test_the_day_s_top_lists_are_the_bytes_sent(site: Site):
     # empty rank shown.
     assert [r["rank"] for r in talkers] == [f"{n:02d}" for n in range(1, len(talkers) + 1)]
     assert all(0 < r["bytes"] <= first["bytes"] for r in rest)
-    services = site.run(_query("Top services, last 24 h", site_overview.UID), values)
+    services = site.run(_query("Top services, last $ahead", site_overview.UID), values)
     udp = next(r for r in services if r["service"] == f"udp/{PORT}")
     assert (udp["bytes"], udp["packets"]) == (UDP_PACKETS * FRAME_BYTES, UDP_PACKETS)
 
