@@ -22,6 +22,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -49,6 +50,9 @@ from bench.sitegen import (
 GIB = 1 << 30
 TARGET_RSS = 8 * GIB
 TARGET_TOP24_S = 1.0
+# The rules run every collector interval (10 s) and the boxes' refresh every
+# overview_refresh_seconds (30 s): a round must fit in its period.
+HEALTH_TARGET_S = {"evaluation": 10.0, "boxes refresh": 30.0}
 SITE = "bench"
 DB = "sitevis"
 ROLE = REPO / "roles" / "influxdb"
@@ -253,7 +257,7 @@ API_PROFILES = ("internet",)     # issue 15: the API over the internet-facing si
 TARGET_API_S = {"/api/flows/top/ 24h": 0.5, "/api/series/traffic/ 7d": 1.0}
 
 
-def api_p95(server, reps: int, api: bool) -> list[dict]:
+def api_p95(server, reps: int, boxes: int, api: bool) -> list[dict]:
     """The portal's passes, the 24-h top lists read from them (the overview dashboard's
     panel, `sitevis top`) and, with `api`, its API over this InfluxDB (a portal as
     `sitevis portal serve` runs it, reading as the grafana user, its health loop running
@@ -283,10 +287,17 @@ def api_p95(server, reps: int, api: bool) -> list[dict]:
         portal.start()
         portal.user("admin", "admin")
         session = portal.api(portal.token("admin"))
+        # The site's boxes, as the portal role imports them from the inventory: the
+        # health rules and the boxes' refresh run over each of them.
+        inventory = secrets_dir / "boxes.json"
+        inventory.write_text(json.dumps([{"name": _box(i), "site": SITE, "groups": ["boxes"]}
+                                         for i in range(boxes)]))
+        portal.manage("import", "--json", str(inventory))
         t0 = time.monotonic()
-        portal.manage("health", "--once")
+        once = portal.manage("health", "--once").stdout
         out.append({"path": "health --once", "params": {}, "times": [time.monotonic() - t0],
                     "p95_s": time.monotonic() - t0, "ahead": False})
+        out += health_parts(once, boxes)
         loop = subprocess.Popen([sys.executable, "-m", "sitevis.portal", "health", "--loop"],
                                 env=portal.env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
@@ -329,6 +340,27 @@ def api_p95(server, reps: int, api: bool) -> list[dict]:
             loop.wait(30)
         portal.cleanup()
         shutil.rmtree(secrets_dir, ignore_errors=True)
+    return out
+
+
+# `health --once` says what each part took (sitevis/portal/health/management/commands).
+HEALTH_PARTS = {"evaluation": r"health: (\d+) boxes, .* \(evaluated in ([\d.]+) s\)",
+                "boxes refresh": r"health: (\d+) boxes with data refreshed in ([\d.]+) s"}
+
+
+def health_parts(output: str, boxes: int) -> list[dict]:
+    """The rules' evaluation (every collector interval, 10 s) and the boxes' refresh (its
+    own thread, every 30 s) over `boxes` boxes, as `health --once` timed them."""
+    out = []
+    for part, pattern in HEALTH_PARTS.items():
+        found = re.search(pattern, output)
+        if not found:
+            raise BenchError(f"health --once did not say its {part} time: {output[-300:]}")
+        if int(found[1]) != boxes:
+            raise BenchError(f"health --once: {part} over {found[1]} boxes, not {boxes}")
+        seconds = float(found[2])
+        out.append({"path": f"health {part}", "params": {"boxes": boxes},
+                    "times": [seconds], "p95_s": seconds, "ahead": False})
     return out
 
 
@@ -602,7 +634,7 @@ def run_one(profile: str, schema: str, p: Params, conf: str, binary: str,
         queries += code_queries(server, q_end_ms, p.reps, p.query_cap_s)
         # Every profile's 24-h top lists come from the portal's passes; the API is timed on
         # the internet-facing one.
-        api = api_p95(server, p.reps, profile in API_PROFILES) if schema == "new" else []
+        api = api_p95(server, p.reps, p.boxes, profile in API_PROFILES) if schema == "new" else []
         after = vm(pid)
         raw = load.stats.get("raw", WriteStats())
         long = load.stats.get("long", WriteStats())
@@ -741,10 +773,14 @@ def table(profile: str, old: dict, new: dict, p: Params, max_series: int) -> Tab
         what = call["params"].get("by", call["params"].get("per", ""))
         name = f"portal API p95 {label}"
         if call["path"] == "health --once":
-            name, what = "portal health --once", "(the passes: every preset's lists and series)"
+            name, what = "portal health --once", "(all at once: rules, boxes, every pass)"
         if call["path"] == "dashboard":
             name, what = "p95 dashboard panel Top talkers, last 24 h", "(toplist)"
             target = TARGET_TOP24_S
+        if call["path"].startswith("health ") and call["path"] != "health --once":
+            part = call["path"].removeprefix("health ")
+            name, what = f"portal {part}", f"({call['params']['boxes']} boxes, one round)"
+            target = HEALTH_TARGET_S[part]
         if call["path"] == "sitevis top":
             name, what = "p95 sitevis top --since 24h", "(toplist)"
             target = TARGET_TOP24_S

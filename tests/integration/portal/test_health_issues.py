@@ -251,9 +251,9 @@ def test_unreachable_influxdb_is_one_line_and_the_loop_goes_on(site: Site, tmp_p
                             text=True)
     try:
         assert loop.stderr is not None
-        # The first run also tries the boxes' refresh, and the loop's own thread the top
-        # lists and series computed ahead (a line each, at most once in 30 s); the second
-        # evaluation's line shows the loop went on.
+        # The loop's own threads try the boxes' refresh and the top lists and series
+        # computed ahead (a line each, at most once in 30 s); the second evaluation's line
+        # shows the loop went on.
         lines = [loop.stderr.readline() for _ in range(4)]
     finally:
         loop.terminate()

@@ -1,9 +1,9 @@
 """health: evaluate the health rules from InfluxDB and deliver due webhooks, once or in a
-loop (what the monitor's unit runs). Every overview_refresh_seconds the loop also
-refreshes the boxes' last seen, health, interfaces and collector version (as `sitevis
-portal refresh` does), and a thread of its own computes the top lists of the preset ranges
-ahead of requests (sitevis/portal/traffic/ahead.py): a day's lists of a big site take
-InfluxDB tens of seconds, which must not hold up an evaluation."""
+loop (what the monitor's unit runs). Beside the evaluations, two threads of their own:
+one refreshes the boxes' last seen, health, interfaces and collector version every
+overview_refresh_seconds (as `sitevis portal refresh` does), one computes the top lists
+and series of the preset ranges ahead of requests (sitevis/portal/traffic/ahead.py). At
+a big site they take InfluxDB seconds to minutes, which must not hold up an evaluation."""
 
 from __future__ import annotations
 
@@ -72,17 +72,18 @@ class Command(BaseCommand):
             # finishes, so no attempt is made without being recorded.
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            # The passes and the boxes' refresh take their own threads: at a big site
+            # they take seconds to minutes, and the rules must keep the collector's
+            # interval.
             refresh_s = settings.CONFIG.overview_refresh_seconds
             if refresh_s > 0:
-                threading.Thread(target=self.tops_loop, args=(stop, refresh_s),
-                                 name="tops-ahead", daemon=True).start()
-            boxes_due = 0.0
+                for name, loop in (("tops-ahead", self.tops_loop),
+                                   ("boxes-refresh", self.boxes_loop)):
+                    threading.Thread(target=loop, args=(stop, refresh_s), name=name,
+                                     daemon=True).start()
             while not stop.is_set():
                 started = time.monotonic()
                 self.run_once(datetime.now(UTC), quiet=True)
-                if started >= boxes_due and refresh_s > 0:
-                    boxes_due = started + refresh_s
-                    self.refresh_boxes(quiet=True)
                 close_old_connections()
                 stop.wait(max(0.0, every - (time.monotonic() - started)))
         except KeyboardInterrupt:
@@ -120,14 +121,23 @@ class Command(BaseCommand):
             self.refresh_tops(quiet=True)
             stop.wait(every_s)
 
+    def boxes_loop(self, stop: threading.Event, every_s: float) -> None:
+        """The boxes' observed state every `every_s`, until `stop`."""
+        while not stop.is_set():
+            self.refresh_boxes(quiet=True)
+            close_old_connections()
+            stop.wait(every_s)
+
     def refresh_boxes(self, quiet: bool) -> bool:
+        started = time.monotonic()
         try:
             seen = refresh(source.influx(), BOX_WINDOW)
         except (InfluxError, QueryError, DatabaseError) as err:
             self.stderr.write(f"health: boxes not refreshed: {err}")
             return False
         if not quiet:
-            self.stdout.write(f"health: {seen} boxes with data refreshed")
+            self.stdout.write(f"health: {seen} boxes with data refreshed in "
+                              f"{time.monotonic() - started:.2f} s")
         return True
 
     def run_once(self, now: datetime, quiet: bool) -> bool:
@@ -136,10 +146,12 @@ class Command(BaseCommand):
         quiet: a line only when an issue opened or resolved (the loop's journal)."""
         cfg = settings.CONFIG.health
         ok = True
+        started = time.monotonic()
         try:
             summary = evaluate(source.influx(), now, cfg)
             if not quiet or summary.opened or summary.resolved:
-                self.stdout.write(f"health: {summary.line()}")
+                self.stdout.write(f"health: {summary.line()} (evaluated in "
+                                  f"{time.monotonic() - started:.2f} s)")
         except (InfluxError, QueryError, DatabaseError) as err:
             self.stderr.write(f"health: evaluation skipped: {err}")
             ok = False
