@@ -23,7 +23,7 @@ ROWS = 20
 OTHER = "other"
 # The panels read passes this recent; the portal writes a day's every 5 minutes.
 FRESH = "15m"
-# The ranges the portal computes ahead (sitevis/portal/traffic/ahead.py PRESETS).
+# The ranges the portal computes ahead (sitevis/portal/traffic/ahead.py) and lists here.
 RANGES = ("1h", "6h", "24h")
 # The key fields of each grouping (the tags of `flow` the list is summed by).
 KEYS = {"talkers": ("src", "dst"), "services": ("service",), "protocols": ("proto",),

@@ -33,7 +33,7 @@ from sitevis.query import Where, duration
 # once) and its length.
 TOPS = {"talkers": "Top talkers", "services": "Top services", "protocols": "Protocol mix"}
 LIMIT = 10
-PRESETS = ("1h", "6h", "24h")
+PRESETS = toplist.RANGES     # written back for the dashboards and `sitevis top`
 # A pass may be this share of its range old before the next one is due, and at most
 # MAX_PERIOD_S (a 30-day chart should not miss its last hours).
 STALE_SHARE = 288

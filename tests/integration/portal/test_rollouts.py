@@ -29,6 +29,7 @@ from tests.integration.portal.conftest import DB, Site
 pytestmark = [pytest.mark.influxd, pytest.mark.ansible]
 
 FIXTURES = Path(__file__).parent / "rollout_fixtures"
+REPO = Path(__file__).parents[3]
 SECRET = "s3cret-rollout-value"
 INVENTORY = ("[all]\nh1 ansible_connection=local\n{extra}\n[all:vars]\n"
              "ansible_python_interpreter={{{{ ansible_playbook_python }}}}\n")
@@ -134,30 +135,17 @@ def test_rollout_live_queue_matrix_cancel_history_and_secrets(rollouts: Rollouts
     rollouts.start_worker()
 
     # Live: events arrive while it runs, by counter, and a reader resumes after the last.
-    last, seen_running, counters = 0, [], []
-    while (page := rollouts.events(one, after=last))["state"] in ("queued", "running"):
-        if page["events"] and page["state"] == "running":
-            seen_running.append(len(page["events"]))
-            assert rollouts.get(two)["state"] == "queued"   # one at a time per inventory
-        counters += [e["counter"] for e in page["events"]]
-        last = page["last"]
-        time.sleep(0.3)
-    counters += [e["counter"] for e in rollouts.events(one, after=last)["events"]]
-    assert len(seen_running) >= 2, "events did not arrive while the rollout ran"
-    assert counters == sorted(set(counters)) and len(counters) > 10
+    def second_waits() -> None:
+        assert rollouts.get(two)["state"] == "queued"   # one at a time per inventory
+
+    follow(rollouts, one, while_running=second_waits)
 
     done = rollouts.ended(one)
     assert done["state"] == "failed" and done["rc"] != 0   # lab-box fails on purpose
     assert done["launched_by_name"] == "operator" and done["source"] == "api"
     assert done["commit"].startswith("sitevis ") and done["duration"] > 0
-    # The host matrix is ansible's own recap (the runner's playbook_on_stats event).
-    stats = recap(Path(done["artifacts"]))
-    matrix = {h["host"]: h for h in done["hosts"]}
+    matrix = matrix_of(done)
     assert set(matrix) == {"h1", "lab-box"}
-    for host, row in matrix.items():
-        assert (row["ok"], row["changed"], row["failed"], row["skipped"]) == (
-            stats["ok"].get(host, 0), stats["changed"].get(host, 0),
-            stats["failures"].get(host, 0), stats["skipped"].get(host, 0))
     assert matrix["h1"]["status"] == "changed" and matrix["lab-box"]["status"] == "failed"
     issues = rollouts.site.get("viewer", "/api/health/issues/", kind="rollout_failed",
                                box="lab-box").json()["results"]
@@ -200,6 +188,79 @@ def test_rollout_live_queue_matrix_cancel_history_and_secrets(rollouts: Rollouts
     logged = {(c["action"], c["object_id"], c["user_name"]) for c in changes}
     assert {("create", str(one), "operator"), ("create", str(two), "operator"),
             ("update", str(two), "operator")} <= logged
+
+
+def follow(rollouts: Rollouts, rollout_id: int,
+           while_running: Callable[[], None] = lambda: None) -> list[int]:
+    """Read its events page by page as the page does until it ends (`while_running` at
+    each page that brought events while it ran); every counter, checked: in order, none
+    twice, and pages arrived while it ran."""
+    last, seen_running, counters = 0, 0, []
+    while (page := rollouts.events(rollout_id, after=last))["state"] in ("queued", "running"):
+        if page["events"] and page["state"] == "running":
+            seen_running += 1
+            while_running()
+        counters += [e["counter"] for e in page["events"]]
+        last = page["last"]
+        time.sleep(0.3)
+    counters += [e["counter"] for e in rollouts.events(rollout_id, after=last)["events"]]
+    assert seen_running >= 2, "events did not arrive while the rollout ran"
+    assert counters == sorted(set(counters)) and len(counters) > 10
+    return counters
+
+
+def matrix_of(done: dict) -> dict[str, dict]:
+    """The rollout's host matrix, checked against ansible's own recap (the runner's
+    playbook_on_stats event)."""
+    stats = recap(Path(done["artifacts"]))
+    matrix = {h["host"]: h for h in done["hosts"]}
+    for host, row in matrix.items():
+        assert (row["ok"], row["changed"], row["failed"], row["skipped"]) == (
+            stats["ok"].get(host, 0), stats["changed"].get(host, 0),
+            stats["failures"].get(host, 0), stats["skipped"].get(host, 0))
+    return matrix
+
+
+@pytest.mark.root
+@pytest.mark.rollout
+def test_the_site_playbook_onto_this_machine_from_the_api(rollouts: Rollouts):
+    """The real project and its inventory/local (this machine, box and monitor): `site`
+    in check mode with the kernel_headers tag, launched by an operator through the API
+    and run by the worker: its events while it runs, ansible's recap as the host matrix,
+    the launcher in the history, and nothing changed on this machine."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the local inventory's plays become root")
+    secrets = REPO / "inventory" / "local" / ".secrets"
+    had_secrets = secrets.exists()
+    headers = Path("/lib/modules") / os.uname().release / "build"
+    headers_before = os.readlink(headers) if headers.is_symlink() else None
+    config = rollouts.site.portal.config.parent / "rollouts.yml"
+    saved = config.read_text()
+    config.write_text(yaml.safe_dump({"project": str(REPO),
+                                      "inventories": {"local": "inventory/local"}}))
+    try:
+        if rollouts.worker is None:
+            rollouts.start_worker()
+        launched = rollouts.launch(playbook="site", inventory="local", check=True,
+                                   tags="kernel_headers")
+        assert launched.status_code == 202, launched.text
+        rollout_id = launched.json()["id"]
+        follow(rollouts, rollout_id)
+        done = rollouts.ended(rollout_id, timeout=300)
+    finally:
+        config.write_text(saved)
+        if not had_secrets:     # generated for this run by the secrets pre-task
+            shutil.rmtree(secrets, ignore_errors=True)
+    assert done["state"] == "succeeded" and done["rc"] == 0, done
+    assert (done["playbook"], done["inventory"], done["check"], done["tags"]) == (
+        "site", "local", True, "kernel_headers")
+    assert (done["launched_by_name"], done["source"]) == ("operator", "api")
+    matrix = matrix_of(done)
+    assert set(matrix) == {"localhost"} and matrix["localhost"]["failed"] == 0
+    assert matrix["localhost"]["ok"] > 0
+    assert (os.readlink(headers) if headers.is_symlink() else None) == headers_before
+    history = rollouts.site.get("viewer", "/api/rollouts/", inventory="local").json()
+    assert [r["id"] for r in history["results"]] == [rollout_id]
 
 
 def kill_orphans(root: Path) -> None:
