@@ -410,10 +410,9 @@ def fill_month(server, pid: int, days: int, end_s: int) -> dict:
             break
     fill_s = time.monotonic() - t0
     filled = vm(pid)
-    try:
-        series = cardinality(server, exact=True, timeout=600)
-    except (BenchError, OSError):
-        series = cardinality(server, exact=False)
+    # The estimate (sketches): an exact count of millions of series would itself be
+    # the biggest query of the month.
+    series = cardinality(server, exact=False)
     q = code_queries(server, end_s * 1000, 1, 0)[0]
     after = vm(pid)
     return {"days": filled_days, "keys": len(keys), "points": written, "fill_s": fill_s,
@@ -813,7 +812,8 @@ def table(profile: str, old: dict, new: dict, p: Params, max_series: int) -> Tab
         t.add(f"days of series filled (stops past {_gb(FILL_CEILING)})", "",
               str(month["days"]), "", str(p.fill_days), verdict(whole))
         t.checks[f"{profile}: days of series filled {p.fill_days}"] = whole
-        t.add("series with the month filled (exact)", "", _num(month["series"]), "", "", "")
+        t.add("series with the month filled (estimate)", "", _num(month["series"]), "", "",
+              "")
         for name, value in (("influxd RSS, month filled", month["rss_filled"]),
                             ("influxd RSS, month filled, after the 24-h top",
                              month["rss_queried"]),
