@@ -81,3 +81,9 @@ def test_quick_site_scale_runs_against_the_role_influxdb(tmp_path, capsys):
     assert new["points"] > 0 and new["series"] < old["series"] / 5, text
     assert all(q["n"] >= 1 and q["p95_s"] > 0 for q in new["queries"]), text
     assert "Site scale, scan" in text and "boxes per monitor (new" in text
+    # The month filled with the day's series, and what serves an operator timed on it.
+    month = new["month"]
+    assert month["days"] == 30 and month["points"] == month["keys"] * 29, text
+    assert month["series"] > new["series"] and month["rss_queried"] > 0, text
+    assert {"health evaluation", "health boxes refresh", "sitevis top", "dashboard"} <= {
+        call["path"] for call in new["api"]}, text
