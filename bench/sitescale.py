@@ -824,7 +824,9 @@ def table(profile: str, old: dict, new: dict, p: Params, max_series: int) -> Tab
                        f"x {month['days'] - 1} days, talkers new each day) in "
                        f"{month['fill_s']:.0f} s; the 24-h talkers through the rollups then "
                        f"took {month['top24_s']:.2f} s")
-        grown = month["rss_queried"] - new["rss_base"]
+        # A fill stopped early is scaled to the whole month (RSS grows with the days' shards).
+        grown = (month["rss_queried"] - new["rss_base"]) * (p.fill_days - 1) / max(
+            1, month["days"] - 1)
         fits = p.boxes * (TARGET_RSS - new["rss_base"]) / grown if grown > 0 else math.inf
         t.notes.append(f"boxes per monitor (new, month filled, influxd RSS <= 8 GiB, "
                        f"linear in boxes): {_fits(fits)}")
