@@ -257,7 +257,7 @@ API_PROFILES = ("internet",)     # issue 15: the API over the internet-facing si
 TARGET_API_S = {"/api/flows/top/ 24h": 0.5, "/api/series/traffic/ 7d": 1.0}
 
 
-def api_p95(server, reps: int, boxes: int, api: bool) -> list[dict]:
+def portal_p95(server, reps: int, boxes: int, api: bool) -> list[dict]:
     """The portal's passes, the 24-h top lists read from them (the overview dashboard's
     panel, `sitevis top`) and, with `api`, its API over this InfluxDB (a portal as
     `sitevis portal serve` runs it, reading as the grafana user, its health loop running
@@ -691,7 +691,8 @@ def run_one(profile: str, schema: str, p: Params, conf: str, binary: str,
         queries += code_queries(server, q_end_ms, p.reps, p.query_cap_s)
         # Every profile's 24-h top lists come from the portal's passes; the API is timed on
         # the internet-facing one.
-        api = api_p95(server, p.reps, p.boxes, profile in API_PROFILES) if schema == "new" else []
+        api = (portal_p95(server, p.reps, p.boxes, profile in API_PROFILES)
+               if schema == "new" else [])
         after = vm(pid)
         month = fill_month(server, pid, p.fill_days, int(q_end_ms // 1000)) \
             if schema == "new" and p.fill_days > 1 else None
