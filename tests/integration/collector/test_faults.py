@@ -146,7 +146,10 @@ def test_200_interfaces_come_and_go_under_traffic_each_hooked_within_1_s_nothing
           f"{max(delays) * 1000:.0f} ms; RSS {' -> '.join(f'{r / 1024:.1f}' for r in rss)} MB"
           f"; fds {' -> '.join(map(str, fds))}; {sent} packets sent on the steady link")
     assert max(delays) < 1.0
-    assert fds[-1] == fds[0]                       # no descriptor per interface kept
+    # A descriptor kept per interface would add 100 per round; the writer's own
+    # connections come and go (CI once saw 33 -> 30 -> 30), so allow those few.
+    assert max(fds[1:]) <= fds[0] + 3, fds
+    assert fds[-1] <= fds[1] + 3, fds               # a second round keeps none either
     assert rss[-1] - rss[1] < 4 * 1024             # a second round grows nothing
     assert err.count(f"detached from {tag}x") == CHURN_ROUNDS * CHURN_INTERFACES
     assert [r["packets"] for r in flow_packets(influxdb, host_link)] == [sent]
