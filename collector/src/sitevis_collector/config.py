@@ -90,6 +90,8 @@ class SeriesConfig:
     service_admissions_per_hour: int = 10
     hysteresis: float = 2.0             # a newcomer must outscore the weakest by this factor
     half_life: float = 600.0            # seconds for a talker's score to halve
+    # A newcomer must carry this share of the box's (decayed) traffic: a heavy hitter.
+    min_share: float = 0.001
     # Address classes of folded rows: (name, network), first match wins; else "other".
     prefixes: tuple[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network], ...] = ()
 
@@ -370,6 +372,13 @@ def _number(sec: _Section, name: str, default: float, *, minimum: float) -> floa
     return float(value)
 
 
+
+def _share(sec: _Section, name: str, default: float) -> float:
+    value = _number(sec, name, default, minimum=0.0)
+    if value >= 1:
+        raise sec.error(name, f"must be a share below 1 (0.001 = 0.1 %), got {value}")
+    return value
+
 _CLASS_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 
 
@@ -402,7 +411,8 @@ def _prefixes(sec: _Section) -> tuple[tuple[str, ipaddress.IPv4Network
 
 def _series(sec: _Section) -> SeriesConfig:
     sec.check_keys(("talkers", "admissions_per_hour", "services",
-                    "service_admissions_per_hour", "hysteresis", "half_life", "prefixes"))
+                    "service_admissions_per_hour", "hysteresis", "half_life", "min_share",
+                    "prefixes"))
     return SeriesConfig(
         talkers=_int(sec, "talkers", 200, minimum=0, maximum=1_000_000),
         admissions_per_hour=_int(sec, "admissions_per_hour", 60, minimum=0,
@@ -412,6 +422,7 @@ def _series(sec: _Section) -> SeriesConfig:
                                          minimum=0, maximum=100_000),
         hysteresis=_number(sec, "hysteresis", 2.0, minimum=1.0),
         half_life=_seconds(sec, "half_life", 600.0),
+        min_share=_share(sec, "min_share", 0.001),
         prefixes=_prefixes(sec),
     )
 

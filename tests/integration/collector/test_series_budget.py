@@ -166,3 +166,51 @@ def test_a_restarted_collector_does_not_admit_a_second_set(quiet_link: HostLink,
     # The refill of the seconds between the runs and during the second (0.1/s), plus
     # the one-token burst: never another BUDGET["talkers"].
     assert len(after) - len(before) <= 1 + 6
+
+
+HEAVY = "198.19.251.1"
+
+
+def scan_with_a_heavy_hitter(burst: int) -> list[tuple[bytes, int]]:
+    """The churn burst (one- and two-packet peers), and from the second burst on a peer
+    that carries most of the bytes."""
+    frames = churn(burst)
+    if burst:
+        frames.append((f.eth(0x0800, f.ipv4(HEAVY, "198.18.0.2", 17,
+                                            f.udp(5000, 7000, b"x" * 1200))), 300))
+    return frames
+
+
+@pytest.mark.parametrize("min_share", [0.001, 0.0])
+def test_under_a_scan_only_a_heavy_hitter_replaces_an_admitted_talker(
+        quiet_link: HostLink, monitor: InfluxServer, tmp_path: Path, min_share: float):
+    """series.min_share on real parts: the first burst fills the set with probes, whose
+    scores then decay fast (half-life 1 s); tokens come at 1/s. With the heavy-hitter rule
+    no later probe takes a place and the heavy peer does; without it (the control), the
+    probes take the places the tokens allow."""
+    db = f"sitevis_scan{str(min_share).replace('.', '')}"
+    monitor.query(f"CREATE DATABASE {db}", auth=influx_role.ADMIN)
+    monitor.query(f"GRANT WRITE ON {db} TO collector", auth=influx_role.ADMIN)
+    budget = {**BUDGET, "admissions_per_hour": 3600, "half_life": 1, "min_share": min_share}
+    password = influx_role.PASSWORDS["influxdb_collector_password"]
+    config = write_config(tmp_path, quiet_link, monitor.url, series=budget, influxdb={
+        "url": monitor.url, "database": db, "username": "collector", "password": password})
+    proc = start(config)
+    wait_attached(quiet_link.ifname, proc)
+    time.sleep(1.2)
+    for burst in range(BURSTS + 2):
+        send_frames(quiet_link.peer, scan_with_a_heavy_hitter(burst))
+        time.sleep(1.5)
+    rc, err = stop(proc)
+    assert rc == 0, err
+    first_burst = {f"198.19.{n // 250 % 250}.{n % 250 + 1}" for n in range(PEERS)}
+    talkers = {s.split("src=")[1].split(",")[0] for s in flow_series(monitor, db)
+               if "src=198.19." in s}
+    late_probes = talkers - first_burst - {HEAVY}
+    print(f"\nmin_share {min_share}: {len(talkers)} talker series, heavy peer "
+          f"{'in' if HEAVY in talkers else 'out'}, {len(late_probes)} probes of later bursts")
+    assert len(talkers & first_burst) >= BUDGET["talkers"] - 2     # the initial fill
+    if min_share:
+        assert HEAVY in talkers and not late_probes
+    else:
+        assert late_probes

@@ -75,6 +75,34 @@ def test_a_steady_heavy_talker_is_kept_and_a_newcomer_must_be_much_heavier():
     assert set(adm.admitted) == {"a", "c"} and adm.evictions == 1
 
 
+def scanned(min_share: float) -> Admission[str]:
+    """20 steady peers under an hour of a scan: 2000 new one-packet (60-byte) peers every
+    interval. The first interval fills the set of 50 with the peers and 30 probes, which
+    then decay to nothing; tokens for 600 admissions an hour."""
+    adm: Admission[str] = Admission(50, 36000, min_share=min_share)
+    steady = [(f"peer{i}", 50_000) for i in range(20)]
+    for t in range(360):
+        adm.update(steady + [(f"probe{t}-{i}", 60) for i in range(2000)])
+    return adm
+
+
+def test_a_scan_s_one_packet_peers_replace_no_talker_when_heavy_hitters_are_required():
+    guarded = scanned(min_share=0.001)
+    assert guarded.admissions == 50 and guarded.evictions == 0
+    assert {f"peer{i}" for i in range(20)} <= set(guarded.admitted)
+    # Without the rule the same hour turns the set over: a series per probe admitted.
+    unguarded = scanned(min_share=0.0)
+    assert unguarded.evictions > 100
+
+
+def test_a_newcomer_that_is_a_heavy_hitter_still_replaces_the_weakest():
+    adm: Admission[str] = Admission(2, 3600, min_share=0.01)
+    adm.update([("a", 1000), ("b", 10)])
+    for _ in range(30):
+        adm.update([("a", 1000), ("c", 500)] + [(f"probe{i}", 1) for i in range(100)])
+    assert set(adm.admitted) == {"a", "c"} and adm.evictions == 1
+
+
 def test_admission_rate_is_bounded_by_tokens():
     adm: Admission[int] = Admission(10, 36, half_life=600, interval=10)   # 0.1 per interval
     adm.update([(i, 100) for i in range(10)])       # the initial fill
@@ -140,6 +168,9 @@ def test_a_restart_keeps_the_admitted_set_and_spends_no_new_initial_fill(tmp_pat
     decayed = first.talkers.decay ** 10
     for key, score in again.talkers.admitted.items():
         assert abs(score / (first.talkers.admitted[key] * decayed) - 1) < 1e-3  # + ms
+    # The weight of everything seen (the heavy-hitter floor) decays with them.
+    assert first.talkers.total == 10 * 1000
+    assert abs(again.talkers.total / (first.talkers.total * decayed) - 1) < 1e-3
     # Twenty new, much heavier peers: one token, so one of them gets in.
     flow_points(result({flow(f"198.19.1.{i}"): 10**6 for i in range(20)}), cfg, END,
                 again)

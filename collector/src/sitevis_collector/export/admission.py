@@ -7,9 +7,12 @@ keys, scored by their exponentially decayed weight (bytes), and lets a newcomer 
 - while tokens last: a bucket refilled at `per_hour` and holding at most ten minutes'
   worth (plus the initial fill of `capacity`), so a day admits at most
   capacity + 24 x per_hour + burst keys, whatever the traffic; and
-- when the set has room, or when the newcomer's score beats the weakest member's by
-  the factor `hysteresis` (then the weakest leaves), so two keys of similar weight do
-  not take turns and create a series each time.
+- when the set has room, or when the newcomer replaces the weakest member: its score
+  beats the weakest's by the factor `hysteresis`, so two keys of similar weight do not
+  take turns and create a series each time, and it is a heavy hitter, at least
+  `min_share` of the decayed weight of every key seen (admitted or not), so a scan's
+  single-packet peers, beside which the weakest members have decayed to nothing, do not
+  spend every admission on a series of one packet.
 
 Newcomers wait in a candidate table of bounded size (4 x capacity, the heaviest kept),
 where their scores decay the same way.
@@ -36,9 +39,12 @@ class Admission(Generic[K]):
     """The set of admitted keys; update() once per interval with that interval's weights."""
 
     def __init__(self, capacity: int, per_hour: float, *, hysteresis: float = 2.0,
-                 half_life: float = 600.0, interval: float = 10.0) -> None:
+                 half_life: float = 600.0, interval: float = 10.0,
+                 min_share: float = 0.0) -> None:
         self.capacity = capacity
         self.hysteresis = hysteresis
+        self.min_share = min_share
+        self.total = 0.0                    # decayed weight of every key seen
         self.interval = interval
         self.decay = 0.5 ** (interval / half_life)
         self.refill = per_hour * interval / 3600.0
@@ -61,6 +67,7 @@ class Admission(Generic[K]):
         self._decay()
         admitted, candidates = self.admitted, self.candidates
         for key, weight in weights:
+            self.total += weight
             if key in admitted:
                 admitted[key] += weight
             else:
@@ -77,7 +84,7 @@ class Admission(Generic[K]):
         definition, and a restart costs them only their waiting."""
         return {"admitted": [[list(k) if isinstance(k, tuple) else k, s]
                              for k, s in self.admitted.items()],
-                "tokens": self.tokens}
+                "tokens": self.tokens, "total": self.total}
 
     def restore(self, state: dict, elapsed_s: float) -> None:
         """Take a state() saved `elapsed_s` ago: scores decayed and the bucket refilled
@@ -95,9 +102,12 @@ class Admission(Generic[K]):
         if tokens < self.burst:
             tokens = min(self.burst, tokens + self.refill * intervals)
         self.tokens = min(tokens, float(self.capacity))
+        # A state saved before min_share existed has no total: the first intervals set it.
+        self.total = float(state.get("total", 0.0)) * factor
 
     def _decay(self) -> None:
         d = self.decay
+        self.total *= d
         for table in (self.admitted, self.candidates):
             for key in table:
                 table[key] *= d
@@ -108,11 +118,14 @@ class Admission(Generic[K]):
         if not self.candidates or self.tokens < 1 or self.capacity == 0:
             return 0
         best = heapq.nlargest(int(self.tokens), self.candidates.items(), key=_score)
+        floor = self.min_share * self.total    # what a replacement must weigh
         # The weakest members, lightest first, to be replaced one by one.
         weakest: list[tuple[float, int, K]] = []
         new = 0
         for key, score in best:
             if len(self.admitted) >= self.capacity:
+                if score < floor:
+                    break       # not a heavy hitter, nor is any lighter one
                 if not weakest:
                     weakest = [(s, i, k) for i, (k, s) in enumerate(self.admitted.items())]
                     heapq.heapify(weakest)

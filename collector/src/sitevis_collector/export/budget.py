@@ -53,10 +53,10 @@ class SeriesBudget:
     def __init__(self, cfg: SeriesConfig, interval: float) -> None:
         self.talkers: Admission[TalkerKey] = Admission(
             cfg.talkers, cfg.admissions_per_hour, hysteresis=cfg.hysteresis,
-            half_life=cfg.half_life, interval=interval)
+            half_life=cfg.half_life, interval=interval, min_share=cfg.min_share)
         self.services: Admission[str] = Admission(
             cfg.services, cfg.service_admissions_per_hour, hysteresis=cfg.hysteresis,
-            half_life=cfg.half_life, interval=interval)
+            half_life=cfg.half_life, interval=interval, min_share=cfg.min_share)
         self.prefixes = cfg.prefixes
         self.last: dict[str, int] = {}      # this interval's figures, for the self-metrics
 
