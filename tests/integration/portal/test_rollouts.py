@@ -221,28 +221,48 @@ def matrix_of(done: dict) -> dict[str, dict]:
     return matrix
 
 
+def on_this_machine(paths: list[Path]) -> dict[str, str | bool]:
+    """What a rollout in check mode must leave as it was: each path's link target, or
+    whether it exists."""
+    return {str(p): os.readlink(p) if p.is_symlink() else p.exists() for p in paths}
+
+
+HEADERS = Path("/lib/modules") / os.uname().release / "build"
+COLLECTOR_PATHS = [Path("/etc/systemd/system/sitevis-collector.service"),
+                   Path("/opt/sitevis-collector"), Path("/etc/sitevis"),
+                   Path("/usr/share/sitevis-collector/bpf"),
+                   Path("/var/lib/sitevis-collector/spool")]
+
+
 @pytest.mark.root
 @pytest.mark.rollout
-def test_the_site_playbook_onto_this_machine_from_the_api(rollouts: Rollouts):
+@pytest.mark.parametrize(("playbook", "tags", "watched"), [
+    ("site", "kernel_headers", [HEADERS]),
+    ("remove", "collector_remove", COLLECTOR_PATHS),
+], ids=["site", "remove"])
+def test_a_playbook_onto_this_machine_from_the_api(rollouts: Rollouts, playbook: str,
+                                                    tags: str, watched: list[Path]):
     """The real project and its inventory/local (this machine, box and monitor): `site`
-    in check mode with the kernel_headers tag, launched by an operator through the API
-    and run by the worker: its events while it runs, ansible's recap as the host matrix,
-    the launcher in the history, and nothing changed on this machine."""
+    (tag kernel_headers) and `remove` (tag collector_remove), in check mode, launched by
+    an operator through the API and run by the worker: its events while it runs,
+    ansible's recap as the host matrix, the launcher in the history, and nothing changed
+    on this machine."""
     if os.geteuid() != 0:
         pytest.skip("needs root: the local inventory's plays become root")
     secrets = REPO / "inventory" / "local" / ".secrets"
     had_secrets = secrets.exists()
-    headers = Path("/lib/modules") / os.uname().release / "build"
-    headers_before = os.readlink(headers) if headers.is_symlink() else None
+    before = on_this_machine(watched)
     config = rollouts.site.portal.config.parent / "rollouts.yml"
     saved = config.read_text()
     config.write_text(yaml.safe_dump({"project": str(REPO),
                                       "inventories": {"local": "inventory/local"}}))
+    history_before = {r["id"] for r in rollouts.site.get(
+        "viewer", "/api/rollouts/", inventory="local").json()["results"]}
     try:
         if rollouts.worker is None:
             rollouts.start_worker()
-        launched = rollouts.launch(playbook="site", inventory="local", check=True,
-                                   tags="kernel_headers")
+        launched = rollouts.launch(playbook=playbook, inventory="local", check=True,
+                                   tags=tags)
         assert launched.status_code == 202, launched.text
         rollout_id = launched.json()["id"]
         follow(rollouts, rollout_id)
@@ -253,14 +273,14 @@ def test_the_site_playbook_onto_this_machine_from_the_api(rollouts: Rollouts):
             shutil.rmtree(secrets, ignore_errors=True)
     assert done["state"] == "succeeded" and done["rc"] == 0, done
     assert (done["playbook"], done["inventory"], done["check"], done["tags"]) == (
-        "site", "local", True, "kernel_headers")
+        playbook, "local", True, tags)
     assert (done["launched_by_name"], done["source"]) == ("operator", "api")
     matrix = matrix_of(done)
     assert set(matrix) == {"localhost"} and matrix["localhost"]["failed"] == 0
     assert matrix["localhost"]["ok"] > 0
-    assert (os.readlink(headers) if headers.is_symlink() else None) == headers_before
+    assert on_this_machine(watched) == before
     history = rollouts.site.get("viewer", "/api/rollouts/", inventory="local").json()
-    assert [r["id"] for r in history["results"]] == [rollout_id]
+    assert {r["id"] for r in history["results"]} - history_before == {rollout_id}
 
 
 def kill_orphans(root: Path) -> None:
