@@ -26,8 +26,10 @@ REPORTING_BOXES = (
     f'"interfaces" FROM "sitevis_collector" WHERE {BOX_FILTER} AND time > now() - $silent '
     'GROUP BY "box")')
 
-# The panels above sum the flow points of the picked range: a busy site's day is millions
-# of them. These read the lists the portal computes ahead (sitevis/toplist.py).
+# Summing the flow points of a picked range costs InfluxDB every flow series in it: a
+# busy site's day is tens of thousands of series, tens of seconds. The top lists the
+# portal computes ahead (sitevis/toplist.py) are the overview's; the sums are a row away.
+RANGE_ROW = "Over the time range: sums every flow series in it (slow over a day of a big site)"
 AHEAD_NOTE = ("The {what} with the most bytes received (ingress: traffic between two "
               "boxes counts once) over the last $ahead (the `Top lists over` choice: 1h, "
               "6h or 24h), whatever the time picker says, per site: ranks 01 to 20 and "
@@ -56,25 +58,7 @@ def build() -> Dashboard:
         .with_panel(c.graph("Packets per interface", "pps",
                             c.query(q.IFACE_PPS, "$tag_box $tag_iface $tag_dir"),
                             interval=step))
-        .with_row(Row("Who and what"))
-        .with_panel(c.grid("Top talkers", c.query(q.TOP_TALKERS, table_format=True),
-                           description=f"The {q.TOP_N} source/destination pairs with the "
-                                       "most bytes in the time range. With Direction = "
-                                       "All, traffic between two boxes of the site counts "
-                                       "on both (sent and received): pick ingress to count "
-                                       "it once. Addresses are those of the talkers each "
-                                       "box's series budget keeps; `other` (or a prefix "
-                                       "name) sums the rest. Ranges read from the long "
-                                       "policy (over 2 days) have no addresses.",
-                           width=8, unit="decbytes"))
-        .with_panel(c.grid("Top services", c.query(q.TOP_SERVICES, table_format=True),
-                           description="Server side of each connection: <proto>/<port>.",
-                           width=8, unit="decbytes"))
-        .with_panel(piechart.Panel().title("Protocol mix").datasource(c.DATASOURCE)
-                    .unit("decbytes").span(8).height(8)
-                    .reduce_options(cb.ReduceDataOptions().calcs(["sum"]).values(False))
-                    .with_target(c.query(q.PROTOCOL_MIX, "$tag_proto")))
-        .with_row(Row("Last $ahead (computed ahead by the portal)"))
+        .with_row(Row("Top lists, last $ahead (computed ahead by the portal)"))
         .with_panel(c.grid("Top talkers, last $ahead",
                            c.query(toplist.panel_query("talkers", "$ahead"),
                                    table_format=True),
@@ -85,6 +69,31 @@ def build() -> Dashboard:
                                    table_format=True),
                            description=AHEAD_NOTE.format(what="services"),
                            width=12, unit="decbytes"))
+        # Collapsed: Grafana runs a collapsed row's queries only when it is opened, so
+        # the overview of a big site opens fast and these sums run when asked for.
+        .with_row(Row(RANGE_ROW).collapsed(True)
+                  .with_panel(c.grid("Top talkers", c.query(q.TOP_TALKERS, table_format=True),
+                                     description=f"The {q.TOP_N} source/destination pairs "
+                                                 "with the most bytes in the time range. "
+                                                 "With Direction = All, traffic between "
+                                                 "two boxes of the site counts on both "
+                                                 "(sent and received): pick ingress to "
+                                                 "count it once. Addresses are those of "
+                                                 "the talkers each box's series budget "
+                                                 "keeps; `other` (or a prefix name) sums "
+                                                 "the rest. Ranges read from the long "
+                                                 "policy (over 2 days) have no addresses.",
+                                     width=8, unit="decbytes"))
+                  .with_panel(c.grid("Top services",
+                                     c.query(q.TOP_SERVICES, table_format=True),
+                                     description="Server side of each connection: "
+                                                 "<proto>/<port>.",
+                                     width=8, unit="decbytes"))
+                  .with_panel(piechart.Panel().title("Protocol mix").datasource(c.DATASOURCE)
+                              .unit("decbytes").span(8).height(8)
+                              .reduce_options(cb.ReduceDataOptions().calcs(["sum"])
+                                              .values(False))
+                              .with_target(c.query(q.PROTOCOL_MIX, "$tag_proto"))))
         .with_row(Row("Boxes"))
         .with_panel(c.grid("Silent boxes", c.query(SILENT_BOXES, table_format=True),
                            description="Boxes that reported in the time range but not in "
