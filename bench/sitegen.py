@@ -51,12 +51,14 @@ LONG_BUCKET_NS = 300 * 10**9    # influxdb_downsample_interval: 5m
 # the addresses; the rest folds into one bounded row per protocol, as the old "other"
 # row did). talkers: 1_000_000 would hold every key ever seen in each box's admission
 # state (memory and decay time without bound): 20 000 slots are ten intervals of the
-# heaviest profile, so every row of an interval still gets in (see README).
+# heaviest profile, so every row of an interval still gets in (see README); no
+# heavy-hitter floor (min_share 0), which the old collector did not have.
 # "new": the collector's defaults.
 SCHEMAS: dict[str, dict[str, object]] = {
     "old": {"top_n": 1000,
             "series": {"talkers": 20_000, "admissions_per_hour": 1_000_000,
-                       "services": 0, "service_admissions_per_hour": 0}},
+                       "services": 0, "service_admissions_per_hour": 0,
+                       "min_share": 0}},
     "new": {},
 }
 
