@@ -73,8 +73,11 @@ def test_example_config_is_valid_and_documents_every_key(tmp_path):
                 "batch_max_bytes:", "queue_max_bytes:", "retry_initial:", "retry_max:",
                 "spool:", "dir:", "max_bytes:", "directions:", "hook:", "flow_table_size:",
                 "sample_rate:", "sample_rate_limit:", "top_n:", "service_port_bound:",
-                "bpf_dir:", "tc_attach:"):
+                "bpf_dir:", "tc_attach:", "series:", "talkers:", "admissions_per_hour:",
+                "services:", "service_admissions_per_hour:", "hysteresis:", "half_life:",
+                "min_share:", "prefixes:"):
         assert key in text, key
+    assert cfg.series.min_share == 0.001
 
 
 def test_password_file_is_read_at_load_without_trailing_newline(tmp_path):
