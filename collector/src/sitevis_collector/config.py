@@ -372,12 +372,12 @@ def _number(sec: _Section, name: str, default: float, *, minimum: float) -> floa
     return float(value)
 
 
-
 def _share(sec: _Section, name: str, default: float) -> float:
     value = _number(sec, name, default, minimum=0.0)
     if value >= 1:
         raise sec.error(name, f"must be a share below 1 (0.001 = 0.1 %), got {value}")
     return value
+
 
 _CLASS_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -76,8 +76,10 @@ def churn(burst: int) -> list[tuple[bytes, int]]:
 
 
 def run(monitor: InfluxServer, link: HostLink, tmp: Path, series: dict, db: str,
-        bursts: range = range(BURSTS)) -> tuple[dict, str]:
-    """The collector's self-metrics summed over its run, and its log."""
+        bursts: range = range(BURSTS), frames: Callable[[int], list] = churn,
+        pause: float = 0.5) -> tuple[dict, str]:
+    """The collector's self-metrics summed over its run, and its log: frames(burst) sent
+    for each burst, `pause` seconds apart."""
     password = influx_role.PASSWORDS["influxdb_collector_password"]
     config = write_config(tmp, link, monitor.url, series=series, influxdb={
         "url": monitor.url, "database": db, "username": "collector", "password": password,
@@ -86,8 +88,8 @@ def run(monitor: InfluxServer, link: HostLink, tmp: Path, series: dict, db: str,
     wait_attached(link.ifname, proc)
     time.sleep(1.2)
     for burst in bursts:
-        send_frames(link.peer, churn(burst))
-        time.sleep(0.5)
+        send_frames(link.peer, frames(burst))
+        time.sleep(pause)
     rc, err = stop(proc)
     assert rc == 0, err
     return monitor.rows("SELECT SUM(points_folded) AS folded, SUM(points_rejected) AS lost, "
@@ -192,17 +194,8 @@ def test_under_a_scan_only_a_heavy_hitter_replaces_an_admitted_talker(
     monitor.query(f"CREATE DATABASE {db}", auth=influx_role.ADMIN)
     monitor.query(f"GRANT WRITE ON {db} TO collector", auth=influx_role.ADMIN)
     budget = {**BUDGET, "admissions_per_hour": 3600, "half_life": 1, "min_share": min_share}
-    password = influx_role.PASSWORDS["influxdb_collector_password"]
-    config = write_config(tmp_path, quiet_link, monitor.url, series=budget, influxdb={
-        "url": monitor.url, "database": db, "username": "collector", "password": password})
-    proc = start(config)
-    wait_attached(quiet_link.ifname, proc)
-    time.sleep(1.2)
-    for burst in range(BURSTS + 2):
-        send_frames(quiet_link.peer, scan_with_a_heavy_hitter(burst))
-        time.sleep(1.5)
-    rc, err = stop(proc)
-    assert rc == 0, err
+    run(monitor, quiet_link, tmp_path, budget, db, bursts=range(BURSTS + 2),
+        frames=scan_with_a_heavy_hitter, pause=1.5)
     first_burst = {f"198.19.{n // 250 % 250}.{n % 250 + 1}" for n in range(PEERS)}
     talkers = {s.split("src=")[1].split(",")[0] for s in flow_series(monitor, db)
                if "src=198.19." in s}
