@@ -85,6 +85,16 @@ class RunResult:
             sort_keys=True,
         )
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunResult:
+        """The result as to_json wrote it (the portal's root runner hands it over so)."""
+        hosts = {name: HostState(**{k: v for k, v in host.items() if k != "status"})
+                 for name, host in data["hosts"].items()}
+        return cls(playbook=data["playbook"], status=data["status"], rc=data["rc"],
+                   hosts=hosts, artifact_dir=data["artifact_dir"],
+                   inventory=data["inventory"], limit=data["limit"],
+                   no_host_matched=data["no_host_matched"])
+
 
 EventListener = Callable[[dict[str, HostState], str], None]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-USAGE = ("usage: sitevis portal {serve,migrate,createuser,import,refresh,health,worker,...}"
+USAGE = ("usage: sitevis portal {serve,migrate,createuser,import,refresh,health,worker,runner,...}"
          " [options]\n"
          "  config: $SITEVIS_PORTAL_CONFIG (default /etc/sitevis-portal/portal.yml)\n")
 

@@ -3,6 +3,12 @@
     project: /srv/sitevis          # a sitevis checkout (playbooks/, ansible.cfg)
     inventories:                   # name (the site) -> inventory path (relative: project's)
       lab: inventory/lab
+    root_runner: /var/lib/sitevis-portal-runner   # optional: root runs the playbooks
+
+With `root_runner` (a spool directory) the worker hands each rollout to the root runner
+(rootrun.py) instead of running ansible-playbook itself: for inventories whose plays
+become root on the monitor itself (`ansible_connection=local`), which the worker's
+sandbox (no new privileges, no sudo) cannot.
 
 Without the file (or with no inventory) launching answers 409 "rollouts are not
 configured on this portal": a portal never runs a playbook nobody pointed it at.
@@ -10,6 +16,7 @@ configured on this portal": a portal never runs a playbook nobody pointed it at.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,8 +24,10 @@ import yaml
 from django.conf import settings
 
 from sitevis.portal.config import ConfigError
+from sitevis.portal.rollouts.request import NAME_PATTERN
 
 FILE_NAME = "rollouts.yml"
+KEYS = {"project", "inventories", "root_runner"}
 
 
 @dataclass(frozen=True)
@@ -26,6 +35,7 @@ class RolloutConfig:
     path: Path
     project: Path | None = None
     inventories: dict[str, Path] = field(default_factory=dict)
+    root_runner: Path | None = None
 
     def inventory(self, name: str) -> Path | None:
         return self.inventories.get(name)
@@ -39,8 +49,8 @@ def load(path: Path | None = None) -> RolloutConfig:
         return RolloutConfig(path)
     except (OSError, yaml.YAMLError) as err:
         raise ConfigError(f"{path}: {err}") from None
-    if not isinstance(data, dict) or set(data) - {"project", "inventories"}:
-        raise ConfigError(f"{path}: only the keys project and inventories are settings")
+    if not isinstance(data, dict) or set(data) - KEYS:
+        raise ConfigError(f"{path}: only the keys {', '.join(sorted(KEYS))} are settings")
     if not data.get("project"):
         return RolloutConfig(path)
     project = Path(data["project"]).resolve()
@@ -49,5 +59,13 @@ def load(path: Path | None = None) -> RolloutConfig:
     inventories = data.get("inventories") or {}
     if not isinstance(inventories, dict):
         raise ConfigError(f"{path}: inventories must map a name to an inventory path")
+    for name in inventories:
+        if not re.fullmatch(NAME_PATTERN, str(name)):
+            raise ConfigError(f"{path}: inventory name {str(name)[:80]!r} is not letters, "
+                              "digits, '.', '_' or '-' (at most 100)")
+    root_runner = data.get("root_runner") or None
+    if root_runner is not None and not Path(str(root_runner)).is_absolute():
+        raise ConfigError(f"{path}: root_runner must be an absolute path, got {root_runner!r}")
     return RolloutConfig(path, project, {
-        str(name): (project / str(inv)).resolve() for name, inv in inventories.items()})
+        str(name): (project / str(inv)).resolve() for name, inv in inventories.items()},
+        Path(root_runner) if root_runner else None)

@@ -7,13 +7,14 @@ from typing import Any
 from django.core.validators import RegexValidator
 from rest_framework import serializers
 
+from sitevis.portal.rollouts import request
 from sitevis.portal.rollouts.models import Rollout, RolloutEvent, RolloutHost
 
 INT32 = {"min_value": -(2**31), "max_value": 2**31 - 1}
 COUNT = {"min_value": 0, "max_value": 2**31 - 1}
-# Host patterns and tags reach ansible-playbook's command line: never an option or a space.
-LIMIT = RegexValidator(r"^(?!-)[\w.,:!&*\[\]@-]*$", "hosts, groups and patterns only")
-TAGS = RegexValidator(r"^(?!-)[\w.,-]*$", "comma-separated tag names only")
+# Host patterns and tags reach ansible-playbook's command line (request.py).
+LIMIT = RegexValidator(request.LIMIT_PATTERN, "hosts, groups and patterns only")
+TAGS = RegexValidator(request.TAGS_PATTERN, "comma-separated tag names only")
 
 
 class HostSerializer(serializers.ModelSerializer):

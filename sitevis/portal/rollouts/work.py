@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import time
 from collections.abc import Callable
@@ -14,8 +15,10 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from sitevis.portal.config import ConfigError
-from sitevis.portal.rollouts import annotate, conf, findings, redact
+from sitevis.portal.rollouts import annotate, conf, findings, handoff, redact
 from sitevis.portal.rollouts.models import Rollout, RolloutEvent, RolloutHost
+from sitevis.portal.rollouts.request import RunRequest
+from sitevis.portal.rollouts.spool import Spool
 
 if TYPE_CHECKING:
     from sitevis.runner import HostState
@@ -34,16 +37,6 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def recover() -> list[int]:
     """Rollouts left running by a worker of this machine that is gone (killed, crashed):
     failed, so their inventory is free again. The ids."""
@@ -51,7 +44,7 @@ def recover() -> list[int]:
     lost = []
     for rollout in Rollout.objects.filter(state=State.RUNNING, worker__startswith=f"{host}:"):
         pid = rollout.worker.rsplit(":", 1)[1]
-        if pid.isdigit() and not _alive(int(pid)) and Rollout.objects.filter(
+        if pid.isdigit() and not handoff.alive(int(pid)) and Rollout.objects.filter(
                 pk=rollout.pk, state=State.RUNNING, worker=rollout.worker).update(
                 state=State.FAILED, ended=timezone.now(),
                 detail=f"the worker running it (pid {pid}) stopped before it ended"):
@@ -134,7 +127,7 @@ def _run(rollout: Rollout, recorder: Recorder) -> tuple[str, int | None, str, st
     try:
         # Ansible only where rollouts are configured (the role installs it then).
         from sitevis.inventory import InventoryError
-        from sitevis.runner import run_playbook
+        from sitevis.runner import EventReducer, run_playbook
     except ImportError as err:
         return State.FAILED, None, f"ansible-runner is not installed here ({err})", ""
     try:
@@ -145,12 +138,22 @@ def _run(rollout: Rollout, recorder: Recorder) -> tuple[str, int | None, str, st
     if cfg.project is None or inventory is None:
         return State.FAILED, None, f"no inventory {rollout.inventory!r} in {cfg.path}", ""
     try:
-        result = run_playbook(
-            cfg.project, f"{rollout.playbook}.yml", inventory=str(inventory),
-            limit=rollout.limit or None, tags=rollout.tags or None, check=rollout.check_mode,
-            listener=recorder.hosts, on_event=recorder.event, cancel=recorder.cancelled)
-    except InventoryError as err:
+        if cfg.root_runner is not None:
+            result = handoff.run_as_root(
+                Spool(cfg.root_runner), _request(rollout),
+                EventReducer(recorder.hosts, recorder.event), recorder.cancelled)
+            if result is None:
+                return State.CANCELLED, None, "cancelled before the root runner took it", ""
+        else:
+            result = run_playbook(
+                cfg.project, f"{rollout.playbook}.yml", inventory=str(inventory),
+                limit=rollout.limit or None, tags=rollout.tags or None,
+                check=rollout.check_mode, listener=recorder.hosts, on_event=recorder.event,
+                cancel=recorder.cancelled)
+    except (InventoryError, handoff.HandoffError) as err:
         return State.FAILED, None, str(err), ""
+    except OSError as err:   # e.g. its runner directory is not writable for it
+        return State.FAILED, None, f"{type(err).__name__}: {err}", ""
     save_hosts(rollout, result.hosts)
     if result.status == "canceled":
         detail = "the worker stopped" if recorder.stopping() else "cancelled"
@@ -159,6 +162,12 @@ def _run(rollout: Rollout, recorder: Recorder) -> tuple[str, int | None, str, st
         return State.SUCCEEDED, result.rc, "", result.artifact_dir
     detail = result.no_host_message() if result.no_host_matched else ""
     return State.FAILED, result.rc, detail, result.artifact_dir
+
+
+def _request(rollout: Rollout) -> RunRequest:
+    return RunRequest(rollout=rollout.pk, token=secrets.token_hex(16),
+                      playbook=rollout.playbook, inventory=rollout.inventory,
+                      limit=rollout.limit, tags=rollout.tags, check=rollout.check_mode)
 
 
 def execute(rollout: Rollout, stopping: Callable[[], bool]) -> Rollout:
