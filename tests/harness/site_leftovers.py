@@ -22,9 +22,12 @@ PATHS = [  # installed by the roles, with systemd or with init scripts
     "/var/log/sitevis-portal-worker.log", "/run/sitevis-portal-worker.pid",
     "/etc/systemd/system/sitevis-portal-health.service", "/etc/init.d/sitevis-portal-health",
     "/var/log/sitevis-portal-health.log", "/run/sitevis-portal-health.pid",
+    "/etc/systemd/system/sitevis-portal-runner.service", "/etc/init.d/sitevis-portal-runner",
+    "/var/log/sitevis-portal-runner.log", "/run/sitevis-portal-runner.pid",
+    "/var/lib/sitevis-portal-runner",
 ]
 SERVICES = ("sitevis-collector", "sitevis-influxdb", "sitevis-portal", "sitevis-portal-worker",
-            "sitevis-portal-health")
+            "sitevis-portal-health", "sitevis-portal-runner")
 
 
 def present() -> set[str]:

@@ -44,6 +44,15 @@ def test_the_rollout_worker_and_the_health_evaluator_run(host, service):
     assert "User=sitevis-portal" in host.check_output(f"systemctl show {service} -p User")
 
 
+def test_the_root_runner_is_off_unless_asked(host):
+    """Its unit is there (turning it off later stops it) but not enabled nor running:
+    this scenario sets no portal_rollout_root_runner; no spool either."""
+    unit = host.service("sitevis-portal-runner")
+    assert host.file("/etc/systemd/system/sitevis-portal-runner.service").exists
+    assert not unit.is_running and not unit.is_enabled
+    assert not host.file("/var/lib/sitevis-portal-runner").exists
+
+
 def test_the_box_list_shows_the_scenarios_box(host, token):
     boxes = call(host, "/api/boxes/", token)
     assert boxes["status"] == 200

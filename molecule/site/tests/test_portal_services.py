@@ -130,6 +130,21 @@ def test_the_portal_services_run(monitor, service):
     assert "User=sitevis-portal" in show and "NoNewPrivileges=yes" in show
 
 
+def test_the_root_runner_runs_and_the_worker_writes_only_its_requests(monitor):
+    unit = monitor.service("sitevis-portal-runner")
+    assert unit.is_running and unit.is_enabled
+    assert "User=root" in monitor.check_output("systemctl show sitevis-portal-runner -p User")
+    writable = monitor.check_output("systemctl show sitevis-portal-worker -p ReadWritePaths")
+    assert writable.split("=", 1)[1].split() == [
+        "/var/lib/sitevis-portal", "/var/lib/sitevis-portal-runner/requests"], writable
+    spool = monitor.check_output("stat -c '%n %U %G %a' /var/lib/sitevis-portal-runner "
+                                 "/var/lib/sitevis-portal-runner/requests "
+                                 "/var/lib/sitevis-portal-runner/ansible").splitlines()
+    assert spool == ["/var/lib/sitevis-portal-runner root sitevis-portal 750",
+                     "/var/lib/sitevis-portal-runner/requests root sitevis-portal 770",
+                     "/var/lib/sitevis-portal-runner/ansible root root 700"], spool
+
+
 def silent_issues(monitor, token: str) -> list[dict]:
     got = call(monitor, f"/api/health/issues/?box={BOX1}&kind=silent&unresolved=true", token)
     assert got["status"] == 200, got
@@ -248,6 +263,8 @@ def test_a_rollout_launched_from_the_api(monitor, admin):
     assert pages_while_running >= 2, (pages_while_running, counters)
     done = call(monitor, f"/api/rollouts/{rollout}/", operator)["body"]
     assert (done["state"], done["rc"]) == ("succeeded", 0), done
+    # Run by the root runner, the worker handing it over (its artifacts are root's).
+    assert done["artifacts"].startswith("/var/lib/sitevis-portal-runner/ansible/"), done
     # The host matrix is ansible's recap.
     matrix = {h["host"]: h for h in done["hosts"]}
     expected = recap(monitor, done["artifacts"])
@@ -275,3 +292,29 @@ def test_a_rollout_launched_from_the_api(monitor, admin):
         ("started", "verify", "molecule-operator"), ("succeeded", "verify", "molecule-operator")]
     print(f"rollout #{rollout}: {len(counters)} events, {pages_while_running} pages while "
           f"running, {done['duration']:.1f} s")
+
+
+def test_a_play_that_becomes_root_on_the_monitor_runs_from_the_api(monitor):
+    """`remove` in check mode, tag portal_remove, limited to the monitor: its plays become
+    root there (the worker alone cannot: no new privileges, no sudo); the root runner runs
+    them. Check mode: the portal and its services are all still there afterwards."""
+    operator = make_token(monitor, "molecule-operator-root", "operator")
+    launched = call(monitor, "/api/rollouts/", operator, "POST", {
+        "playbook": "remove", "inventory": "molecule-site", "limit": MONITOR,
+        "tags": "portal_remove", "check": True})
+    assert launched["status"] == 202, launched
+    rollout = launched["body"]["id"]
+    done = wait_for(f"rollout #{rollout} to end", lambda: (
+        got := call(monitor, f"/api/rollouts/{rollout}/", operator)["body"])["state"]
+        not in ("queued", "running") and got, 300, 1)
+    assert (done["state"], done["rc"]) == ("succeeded", 0), done
+    matrix = {h["host"]: h for h in done["hosts"]}
+    assert set(matrix) == {MONITOR}, matrix
+    # What remove would do (stop, disable, delete), not done: check mode.
+    assert matrix[MONITOR]["changed"] > 0 and matrix[MONITOR]["failed"] == 0, matrix
+    expected = recap(monitor, done["artifacts"])[MONITOR]
+    assert (matrix[MONITOR]["ok"], matrix[MONITOR]["changed"]) == (
+        expected["ok"], expected["changed"])
+    for service in ("sitevis-portal", "sitevis-portal-worker", "sitevis-portal-runner"):
+        assert monitor.service(service).is_running, service
+    assert monitor.file("/opt/sitevis-portal/bin/python").exists

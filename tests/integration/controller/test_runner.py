@@ -7,9 +7,11 @@ import re
 import shutil
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from sitevis.paths import project_dir
 from sitevis.runner import run_playbook
@@ -150,8 +152,8 @@ def our_filters_on_this_machine() -> list[str]:
 def test_main_job_on_this_machine_is_idempotent_verified_and_removable(
         tmp_path: Path, runner_dir: Path):
     """The README's main job: the whole site onto this machine (box, monitor, portal),
-    twice; verify and status; then remove.yml leaves nothing the roles installed, and a
-    second remove changes nothing."""
+    twice; verify and status, and verify launched from the portal (its root runner); then
+    remove.yml leaves nothing the roles installed, and a second remove changes nothing."""
     import os
     if os.geteuid() != 0:
         pytest.skip("needs root: the rollout installs packages and services")
@@ -184,6 +186,9 @@ def test_main_job_on_this_machine_is_idempotent_verified_and_removable(
     assert status.returncode == 0, status.stdout + status.stderr
     assert "localhost" in status.stdout
     assert our_filters_on_this_machine(), "the site's collector attached nothing"
+    verified = verify_from_the_portal()
+    assert (verified["state"], verified["rc"]) == ("succeeded", 0), verified
+    assert verified["artifacts"].startswith("/var/lib/sitevis-portal-runner/ansible/")
 
     if installed_before:
         return  # someone's real rollout: leave it in place
@@ -197,6 +202,27 @@ def test_main_job_on_this_machine_is_idempotent_verified_and_removable(
     again = remove_site()
     assert again.returncode == 0, again.stdout[-3000:]
     assert recap_changed(again.stdout) == 0, again.stdout[-3000:]
+
+
+def verify_from_the_portal(timeout: float = 300) -> dict:
+    """`verify` of this machine launched through the API of the portal the rollout put
+    here (inventory/local): its worker hands it to the root runner. The rollout at its end."""
+    url = "http://127.0.0.1:8000"
+    password = (REPO / "inventory/local/.secrets/portal_admin_password").read_text().strip()
+    token = requests.post(f"{url}/api/users/tokens/provision/", json={
+        "username": "admin", "password": password, "write_enabled": True,
+        "description": "test_runner"}, timeout=30).json()["token"]
+    api = requests.Session()
+    api.headers["Authorization"] = f"Token {token}"
+    launched = api.post(f"{url}/api/rollouts/", json={"playbook": "verify",
+                                                      "inventory": "local"}, timeout=30)
+    assert launched.status_code == 202, launched.text
+    deadline = time.monotonic() + timeout
+    while (got := api.get(f"{url}/api/rollouts/{launched.json()['id']}/", timeout=30).json()
+           )["state"] in ("queued", "running"):
+        assert time.monotonic() < deadline, got
+        time.sleep(1)
+    return got
 
 
 def remove_site() -> subprocess.CompletedProcess[str]:
