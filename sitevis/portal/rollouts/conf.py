@@ -54,7 +54,10 @@ def load(path: Path | None = None) -> RolloutConfig:
     if not data.get("project"):
         return RolloutConfig(path)
     project = Path(data["project"]).resolve()
-    if not (project / "playbooks").is_dir():
+    root_runner = data.get("root_runner") or None
+    # With a root runner only root needs to see the project: a checkout under /root or
+    # /home is hidden from the portal's sandbox (ProtectHome) and is checked by the runner.
+    if root_runner is None and not (project / "playbooks").is_dir():
         raise ConfigError(f"{path}: project {project} has no playbooks/ directory")
     inventories = data.get("inventories") or {}
     if not isinstance(inventories, dict):
@@ -63,7 +66,6 @@ def load(path: Path | None = None) -> RolloutConfig:
         if not re.fullmatch(NAME_PATTERN, str(name)):
             raise ConfigError(f"{path}: inventory name {str(name)[:80]!r} is not letters, "
                               "digits, '.', '_' or '-' (at most 100)")
-    root_runner = data.get("root_runner") or None
     if root_runner is not None and not Path(str(root_runner)).is_absolute():
         raise ConfigError(f"{path}: root_runner must be an absolute path, got {root_runner!r}")
     return RolloutConfig(path, project, {

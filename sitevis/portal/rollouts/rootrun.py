@@ -171,6 +171,8 @@ class RootRunner:
         inventory = cfg.inventory(request.inventory)
         if cfg.project is None or inventory is None:
             return {"error": f"no inventory {request.inventory!r} in {cfg.path}"}
+        if not (cfg.project / "playbooks").is_dir():
+            return {"error": f"{cfg.path}: project {cfg.project} has no playbooks/ directory"}
 
         def on_event(event: dict[str, Any]) -> None:
             events.write(json.dumps(event, default=str) + "\n")

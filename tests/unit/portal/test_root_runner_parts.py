@@ -69,6 +69,13 @@ def test_rollouts_yml_names_a_root_runner_spool_by_an_absolute_path(tmp_path: Pa
     assert conf.load(path).root_runner == Path("/var/lib/sitevis-portal-runner")
     path.write_text(f"project: {tmp_path}\ninventories: {{lab: inv}}\n")
     assert conf.load(path).root_runner is None
+    # A project the portal's sandbox cannot see (under /root): root's runner checks it.
+    hidden = tmp_path / "hidden"
+    path.write_text(f"project: {hidden}\ninventories: {{lab: inv}}\nroot_runner: /spool\n")
+    assert conf.load(path).project == hidden
+    path.write_text(f"project: {hidden}\ninventories: {{lab: inv}}\n")
+    with pytest.raises(ConfigError, match="has no playbooks/ directory"):
+        conf.load(path)
     for bad, error in (("root_runner: spool", "root_runner must be an absolute path"),
                        ("runner: /x", "only the keys inventories, project, root_runner"),
                        ("inventories: {'a b': inv}", "inventory name 'a b' is not")):
