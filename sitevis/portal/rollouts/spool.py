@@ -62,6 +62,7 @@ def write_json(path: Path, data: dict[str, Any], mode: int, gid: int = -1) -> No
     partial.unlink(missing_ok=True)
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     with os.fdopen(fd, "w") as out:
-        os.fchown(out.fileno(), -1, gid)
+        if gid != -1:   # root's side only: chown is outside the worker's system calls
+            os.fchown(out.fileno(), -1, gid)
         json.dump(data, out, sort_keys=True)
     os.replace(partial, path)
