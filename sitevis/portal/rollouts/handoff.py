@@ -94,9 +94,10 @@ def _wait_taken(spool: Spool, request: RunRequest,
 
 def run_as_root(spool: Spool, request: RunRequest,
                 on_event: Callable[[dict[str, Any]], Any],
-                cancel: Callable[[], bool]) -> RunResult | None:
-    """The root runner's result of the request; None when it was cancelled before the
-    runner took it. Every event reaches on_event, in order, while the run goes on."""
+                cancel: Callable[[], bool]) -> tuple[RunResult, str] | None:
+    """The root runner's result of the request and the project's commit it ran (or "");
+    None when it was cancelled before the runner took it. Every event reaches on_event,
+    in order, while the run goes on."""
     from sitevis.runner import RunResult
 
     spool.cancel(request.rollout).unlink(missing_ok=True)
@@ -125,4 +126,4 @@ def run_as_root(spool: Spool, request: RunRequest,
         follower.close()
     if "error" in ended:
         raise HandoffError(str(ended["error"]))
-    return RunResult.from_json(ended["result"])
+    return RunResult.from_json(ended["result"]), str(ended.get("commit") or "")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sitevis.portal.config import ConfigError
+from sitevis.portal.rollouts.client import git_head
 from sitevis.portal.rollouts.conf import RolloutConfig
 from sitevis.portal.rollouts.request import MAX_BYTES, TOKEN_PATTERN, RequestError, RunRequest
 from sitevis.portal.rollouts.spool import EVENTS, RESULT, STARTED, Spool, write_json
@@ -173,6 +174,8 @@ class RootRunner:
             return {"error": f"no inventory {request.inventory!r} in {cfg.path}"}
         if not (cfg.project / "playbooks").is_dir():
             return {"error": f"{cfg.path}: project {cfg.project} has no playbooks/ directory"}
+        # The commit that runs, read by root: the portal's sandbox may not see the checkout.
+        commit = git_head(cfg.project) or ""
 
         def on_event(event: dict[str, Any]) -> None:
             events.write(json.dumps(event, default=str) + "\n")
@@ -188,7 +191,7 @@ class RootRunner:
                 cancel=lambda: self.stopping.is_set() or os.path.lexists(cancel_file))
         except InventoryError as err:
             return {"error": str(err)}
-        return {"result": json.loads(result.to_json()),
+        return {"result": json.loads(result.to_json()), "commit": commit,
                 "stopped": self.stopping.is_set()}
 
     def _rotate(self) -> None:

@@ -139,11 +139,14 @@ def _run(rollout: Rollout, recorder: Recorder) -> tuple[str, int | None, str, st
         return State.FAILED, None, f"no inventory {rollout.inventory!r} in {cfg.path}", ""
     try:
         if cfg.root_runner is not None:
-            result = handoff.run_as_root(
+            handed = handoff.run_as_root(
                 Spool(cfg.root_runner), _request(rollout),
                 EventReducer(recorder.hosts, recorder.event), recorder.cancelled)
-            if result is None:
+            if handed is None:
                 return State.CANCELLED, None, "cancelled before the root runner took it", ""
+            result, commit = handed
+            if commit:   # what ran, where the portal could not read the checkout itself
+                Rollout.objects.filter(pk=rollout.pk).update(commit=commit[:64])
         else:
             result = run_playbook(
                 cfg.project, f"{rollout.playbook}.yml", inventory=str(inventory),

@@ -4,7 +4,7 @@ rollouts to a real `sitevis portal runner` (root) through the spool; real ansibl
 runs them. Its events arrive live, the host matrix is ansible's recap, a cancel reaches
 the play, a killed runner fails the rollout clearly, bad requests are refused with their
 reason, and the repository's inventory/local (plays that become root) rolls out from the
-API through it, where the worker alone fails."""
+API through it, recording the commit that ran, where the worker alone fails."""
 
 from __future__ import annotations
 
@@ -224,6 +224,10 @@ def test_the_local_inventory_rolls_out_as_root_only_through_the_runner(handover:
         if not had_secrets:     # generated for this run by the secrets pre-task
             shutil.rmtree(secrets, ignore_errors=True)
     assert (through_runner["state"], through_runner["rc"]) == ("succeeded", 0), through_runner
+    # The commit that ran, as root read it from the checkout.
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert through_runner["commit"] == head, through_runner["commit"]
     matrix = matrix_of(through_runner)
     assert set(matrix) == {"localhost"} and matrix["localhost"]["failed"] == 0
     assert matrix["localhost"]["ok"] > 0
