@@ -7,6 +7,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from sitevis.portal.rollouts.request import RunRequest
@@ -22,6 +23,15 @@ ALIVE_EVERY_S = 2.0
 
 class HandoffError(Exception):
     """Why the root runner did not run the rollout to its end (one line)."""
+
+
+@dataclass(frozen=True)
+class Handed:
+    """What the root runner reports at the end of a rollout."""
+
+    result: RunResult
+    commit: str            # the project's commit it ran, read by root ("" if none)
+    runner_stopped: bool   # it was cancelled because the runner itself was stopping
 
 
 def _withdraw(spool: Spool, rollout: int) -> bool:
@@ -94,10 +104,9 @@ def _wait_taken(spool: Spool, request: RunRequest,
 
 def run_as_root(spool: Spool, request: RunRequest,
                 on_event: Callable[[dict[str, Any]], Any],
-                cancel: Callable[[], bool]) -> tuple[RunResult, str] | None:
-    """The root runner's result of the request and the project's commit it ran (or "");
-    None when it was cancelled before the runner took it. Every event reaches on_event,
-    in order, while the run goes on."""
+                cancel: Callable[[], bool]) -> Handed | None:
+    """What the root runner reports of the request; None when it was cancelled before
+    the runner took it. Every event reaches on_event, in order, while the run goes on."""
     from sitevis.runner import RunResult
 
     spool.cancel(request.rollout).unlink(missing_ok=True)
@@ -126,4 +135,5 @@ def run_as_root(spool: Spool, request: RunRequest,
         follower.close()
     if "error" in ended:
         raise HandoffError(str(ended["error"]))
-    return RunResult.from_json(ended["result"]), str(ended.get("commit") or "")
+    return Handed(RunResult.from_json(ended["result"]), str(ended.get("commit") or ""),
+                  bool(ended.get("stopped")))

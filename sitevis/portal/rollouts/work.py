@@ -138,15 +138,16 @@ def _run(rollout: Rollout, recorder: Recorder) -> tuple[str, int | None, str, st
     if cfg.project is None or inventory is None:
         return State.FAILED, None, f"no inventory {rollout.inventory!r} in {cfg.path}", ""
     try:
+        runner_stopped = False
         if cfg.root_runner is not None:
             handed = handoff.run_as_root(
                 Spool(cfg.root_runner), _request(rollout),
                 EventReducer(recorder.hosts, recorder.event), recorder.cancelled)
             if handed is None:
                 return State.CANCELLED, None, "cancelled before the root runner took it", ""
-            result, commit = handed
-            if commit:   # what ran, where the portal could not read the checkout itself
-                Rollout.objects.filter(pk=rollout.pk).update(commit=commit[:64])
+            result, runner_stopped = handed.result, handed.runner_stopped
+            if handed.commit:   # what ran, where the portal cannot read the checkout
+                Rollout.objects.filter(pk=rollout.pk).update(commit=handed.commit[:64])
         else:
             result = run_playbook(
                 cfg.project, f"{rollout.playbook}.yml", inventory=str(inventory),
@@ -159,7 +160,8 @@ def _run(rollout: Rollout, recorder: Recorder) -> tuple[str, int | None, str, st
         return State.FAILED, None, f"{type(err).__name__}: {err}", ""
     save_hosts(rollout, result.hosts)
     if result.status == "canceled":
-        detail = "the worker stopped" if recorder.stopping() else "cancelled"
+        detail = ("the worker stopped" if recorder.stopping() else
+                  "the root runner stopped" if runner_stopped else "cancelled")
         return State.CANCELLED, result.rc, detail, result.artifact_dir
     if result.succeeded:
         return State.SUCCEEDED, result.rc, "", result.artifact_dir

@@ -169,6 +169,20 @@ def test_a_killed_runner_fails_the_rollout_and_a_new_one_takes_the_next(handover
     assert handover.ended(after.json()["id"])["state"] == "succeeded"
 
 
+def test_a_stopped_runner_cancels_its_rollout_and_says_so(handover: Handover):
+    """SIGTERM (systemd's stop, a restart during an upgrade): the play is cancelled, the
+    result written, the rollout cancelled with the reason, the runner gone."""
+    rollout_id = handover.launch(playbook="verify", inventory="far").json()["id"]
+    wait("the rollout to run its sleep", lambda: any(
+        e["event"] == "runner_on_start" for e in handover.events(rollout_id)["events"]))
+    assert handover.runner is not None
+    handover.runner.send_signal(signal.SIGTERM)
+    assert handover.runner.wait(30) == 0
+    done = handover.ended(rollout_id, timeout=20)   # the play sleeps 30 s
+    assert (done["state"], done["detail"]) == ("cancelled", "the root runner stopped"), done
+    handover.start_runner()
+
+
 def test_requests_the_runner_refuses_fail_with_the_reason(handover: Handover):
     """Requests as a compromised worker could write them: the runner runs none and says
     why (the worker would hear it by its token); a link is not even read."""
