@@ -318,3 +318,25 @@ def test_a_play_that_becomes_root_on_the_monitor_runs_from_the_api(monitor):
     for service in ("sitevis-portal", "sitevis-portal-worker", "sitevis-portal-runner"):
         assert monitor.service(service).is_running, service
     assert monitor.file("/opt/sitevis-portal/bin/python").exists
+
+
+def test_a_rollout_from_the_portal_reaches_a_box_over_ssh(monitor):
+    """`site` in check mode, tag collector_configure, limited to box1: the root runner on
+    the monitor reaches the box over SSH (root's key, converge.yml), as on a real site."""
+    operator = make_token(monitor, "molecule-operator-ssh", "operator")
+    launched = call(monitor, "/api/rollouts/", operator, "POST", {
+        "playbook": "site", "inventory": "molecule-site", "limit": BOX1,
+        "tags": "collector_configure", "check": True})
+    assert launched["status"] == 202, launched
+    rollout = launched["body"]["id"]
+    done = wait_for(f"rollout #{rollout} to end", lambda: (
+        got := call(monitor, f"/api/rollouts/{rollout}/", operator)["body"])["state"]
+        not in ("queued", "running") and got, 300, 1)
+    matrix = {h["host"]: h for h in done["hosts"]}
+    assert (done["state"], done["rc"]) == ("succeeded", 0), (done, matrix)
+    assert set(matrix) == {BOX1}, matrix
+    box = matrix[BOX1]
+    assert box["ok"] > 0 and box["failed"] == 0 and not box["unreachable"], box
+    expected = recap(monitor, done["artifacts"])[BOX1]
+    assert (box["ok"], box["changed"]) == (expected["ok"], expected["changed"])
+    print(f"rollout #{rollout} onto {BOX1} over SSH: {box}, {done['duration']:.1f} s")
