@@ -293,54 +293,71 @@ def test_a_rollout_launched_from_the_api(monitor, admin):
           f"running, {done['duration']:.1f} s")
 
 
+def launch_to_end(monitor, token: str, **body) -> dict:
+    """A rollout launched through the API, at its end; failed and unreachable events are
+    in its "failures" (shown by a failing assertion)."""
+    launched = call(monitor, "/api/rollouts/", token, "POST", body)
+    assert launched["status"] == 202, launched
+    rollout = launched["body"]["id"]
+    done = wait_for(f"rollout #{rollout} to end", lambda: (
+        got := call(monitor, f"/api/rollouts/{rollout}/", token)["body"])["state"]
+        not in ("queued", "running") and got, 300, 1)
+    done["failures"] = [(e["host"], e["task"], e["message"]) for e in call(
+        monitor, f"/api/rollouts/{rollout}/events/", token)["body"]["events"]
+        if e["status"] in ("failed", "unreachable")]
+    return done
+
+
+def only_host(monitor, done: dict, host: str) -> dict:
+    """The rollout succeeded on that host alone; its row, checked against the recap."""
+    matrix = {h["host"]: h for h in done["hosts"]}
+    assert (done["state"], done["rc"]) == ("succeeded", 0), (done, matrix)
+    assert set(matrix) == {host}, matrix
+    row = matrix[host]
+    assert row["ok"] > 0 and row["failed"] == 0 and not row["unreachable"], row
+    expected = recap(monitor, done["artifacts"])[host]
+    assert (row["ok"], row["changed"]) == (expected["ok"], expected["changed"])
+    return row
+
+
 def test_a_play_that_becomes_root_on_the_monitor_runs_from_the_api(monitor):
     """`remove` in check mode, tag portal_remove, limited to the monitor: its plays become
     root there (the worker alone cannot: no new privileges, no sudo); the root runner runs
     them. Check mode: the portal and its services are all still there afterwards."""
     operator = make_token(monitor, "molecule-operator-root", "operator")
-    launched = call(monitor, "/api/rollouts/", operator, "POST", {
-        "playbook": "remove", "inventory": "molecule-site", "limit": MONITOR,
-        "tags": "portal_remove", "check": True})
-    assert launched["status"] == 202, launched
-    rollout = launched["body"]["id"]
-    done = wait_for(f"rollout #{rollout} to end", lambda: (
-        got := call(monitor, f"/api/rollouts/{rollout}/", operator)["body"])["state"]
-        not in ("queued", "running") and got, 300, 1)
-    assert (done["state"], done["rc"]) == ("succeeded", 0), done
-    matrix = {h["host"]: h for h in done["hosts"]}
-    assert set(matrix) == {MONITOR}, matrix
-    # What remove would do (stop, disable, delete), not done: check mode.
-    assert matrix[MONITOR]["changed"] > 0 and matrix[MONITOR]["failed"] == 0, matrix
-    expected = recap(monitor, done["artifacts"])[MONITOR]
-    assert (matrix[MONITOR]["ok"], matrix[MONITOR]["changed"]) == (
-        expected["ok"], expected["changed"])
+    done = launch_to_end(monitor, operator, playbook="remove", inventory="molecule-site",
+                         limit=MONITOR, tags="portal_remove", check=True)
+    row = only_host(monitor, done, MONITOR)
+    assert row["changed"] > 0, row   # what remove would do (stop, delete): check mode
     for service in ("sitevis-portal", "sitevis-portal-worker", "sitevis-portal-runner"):
         assert monitor.service(service).is_running, service
     assert monitor.file("/opt/sitevis-portal/bin/python").exists
 
 
+SSH_ROLLOUT = {"playbook": "site", "inventory": "molecule-site", "limit": BOX1,
+               "tags": "collector_configure", "check": True}
+
+
 def test_a_rollout_from_the_portal_reaches_a_box_over_ssh(monitor):
     """`site` in check mode, tag collector_configure, limited to box1: the root runner on
-    the monitor reaches the box over SSH (root's key, converge.yml), as on a real site."""
+    the monitor reaches the box over SSH (root's key, converge.yml), as on a real site,
+    and finds it as the converge left it (nothing to change)."""
     operator = make_token(monitor, "molecule-operator-ssh", "operator")
-    launched = call(monitor, "/api/rollouts/", operator, "POST", {
-        "playbook": "site", "inventory": "molecule-site", "limit": BOX1,
-        "tags": "collector_configure", "check": True})
-    assert launched["status"] == 202, launched
-    rollout = launched["body"]["id"]
-    done = wait_for(f"rollout #{rollout} to end", lambda: (
-        got := call(monitor, f"/api/rollouts/{rollout}/", operator)["body"])["state"]
-        not in ("queued", "running") and got, 300, 1)
-    matrix = {h["host"]: h for h in done["hosts"]}
-    failures = [(e["host"], e["task"], e["message"]) for e in call(
-        monitor, f"/api/rollouts/{rollout}/events/", operator)["body"]["events"]
-        if e["status"] in ("failed", "unreachable")]
-    assert (done["state"], done["rc"]) == ("succeeded", 0), (done, matrix, failures)
-    assert set(matrix) == {BOX1}, matrix
-    box = matrix[BOX1]
-    assert box["ok"] > 0 and box["failed"] == 0 and not box["unreachable"], box
-    # The box is as the scenario's converge left it: the portal's rollout changes nothing.
-    assert box["changed"] == 0, box
-    expected = recap(monitor, done["artifacts"])[BOX1]
-    assert (box["ok"], box["changed"]) == (expected["ok"], expected["changed"])
-    print(f"rollout #{rollout} onto {BOX1} over SSH: {box}, {done['duration']:.1f} s")
+    done = launch_to_end(monitor, operator, **SSH_ROLLOUT)
+    assert done["artifacts"].startswith("/var/lib/sitevis-portal-runner/"), done
+    assert only_host(monitor, done, BOX1)["changed"] == 0, done
+
+
+def test_with_the_root_runner_off_the_sandboxed_worker_reaches_a_box_over_ssh(monitor):
+    """The same rollout with `root_runner` taken out of rollouts.yml (read at each
+    launch): the worker runs it itself, under its unit's sandbox (no new privileges,
+    system-call filter, read-only system), over SSH with its own key."""
+    operator = make_token(monitor, "molecule-operator-worker", "operator")
+    config = "/etc/sitevis-portal/rollouts.yml"
+    monitor.check_output(f"cp -p {config} {config}.saved && sed -i '/^root_runner:/d' {config}")
+    try:
+        done = launch_to_end(monitor, operator, **SSH_ROLLOUT)
+    finally:
+        monitor.check_output(f"mv {config}.saved {config}")
+    assert done["artifacts"].startswith("/var/lib/sitevis-portal/runner/"), done
+    assert only_host(monitor, done, BOX1)["changed"] == 0, done
