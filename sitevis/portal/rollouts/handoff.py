@@ -7,7 +7,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from sitevis.portal.rollouts.request import RunRequest
@@ -110,7 +110,7 @@ def run_as_root(spool: Spool, request: RunRequest,
     from sitevis.runner import RunResult
 
     spool.cancel(request.rollout).unlink(missing_ok=True)
-    write_json(spool.request(request.rollout), json.loads(request.to_json()), 0o640)
+    write_json(spool.request(request.rollout), asdict(request), 0o640)
     started = _wait_taken(spool, request, cancel)
     if started is None:
         return None

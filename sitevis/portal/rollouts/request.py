@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 PLAYBOOKS = ("site", "verify", "remove")
@@ -35,9 +35,6 @@ class RunRequest:
     limit: str = ""
     tags: str = ""
     check: bool = False
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
     def parse(cls, raw: bytes) -> RunRequest:

@@ -58,7 +58,7 @@ def prepare(spool: Spool) -> int:
     return gid
 
 
-def read_request(path: Path) -> RunRequest:
+def read_raw(path: Path) -> bytes:
     """A request file of the worker's: never followed through a link, never large."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -67,21 +67,23 @@ def read_request(path: Path) -> RunRequest:
     with os.fdopen(fd, "rb") as file:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise RequestError("not a regular file")
-        raw = file.read(MAX_BYTES + 1)
+        return file.read(MAX_BYTES + 1)
+
+
+def parse_request(path: Path, raw: bytes) -> RunRequest:
     request = RunRequest.parse(raw)
     if path.name != f"{request.rollout}.json":
         raise RequestError(f"its rollout {request.rollout} is not its file name")
     return request
 
 
-def _token_of(path: Path) -> str:
+def _token_in(raw: bytes) -> str:
     """The token of a refused request, when one can be read from it at all."""
     try:
-        with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb") as file:
-            data = json.loads(file.read(MAX_BYTES + 1))
-        token = data.get("token") if isinstance(data, dict) else None
-    except (OSError, ValueError):
+        data = json.loads(raw)
+    except ValueError:
         return ""
+    token = data.get("token") if isinstance(data, dict) else None
     return token if isinstance(token, str) and re.fullmatch(TOKEN_PATTERN, token) else ""
 
 
@@ -106,11 +108,13 @@ class RootRunner:
             stem = path.name.removesuffix(".json")
             if not stem.isdigit() or int(stem) in self.active:
                 continue
+            raw = b""
             try:
-                request: RunRequest | None = read_request(path)
+                raw = read_raw(path)
+                request: RunRequest | None = parse_request(path, raw)
                 error = token = ""
-            except RequestError as err:
-                request, error, token = None, str(err), _token_of(path)
+            except RequestError as err:   # read once: the reason and, if any, its token
+                request, error, token = None, str(err), _token_in(raw)
             try:
                 path.unlink()   # taken: whoever unlinks first (the worker withdraws so)
             except FileNotFoundError:
