@@ -114,8 +114,10 @@ def status_of(pid: int) -> dict[str, str]:
 def test_the_worker_is_unprivileged_and_the_spool_is_roots(handover: Handover):
     assert handover.worker is not None and handover.runner is not None
     pid = handover.worker.pid   # setpriv, then (the same process) the worker
-    worker = wait("setpriv to start the worker", lambda: "worker" in Path(
-        f"/proc/{pid}/cmdline").read_text() and status_of(pid))
+    # setpriv's own command line already names the worker, and it is root until it
+    # execs: wait for the exec (the process's binary is no longer setpriv).
+    worker = wait("setpriv to exec the worker", lambda: not os.readlink(
+        f"/proc/{pid}/exe").endswith("/setpriv") and status_of(pid))
     assert worker["Uid"].split()[0] == str(NOBODY) and worker["NoNewPrivs"] == "1"
     assert status_of(handover.runner.pid)["Uid"].split()[0] == "0"
     modes = {p.name: (p.stat().st_uid, p.stat().st_gid, oct(p.stat().st_mode & 0o777))
