@@ -300,12 +300,22 @@ def launch_to_end(monitor, token: str, **body) -> dict:
     assert launched["status"] == 202, launched
     rollout = launched["body"]["id"]
     done = wait_for(f"rollout #{rollout} to end", lambda: (
-        got := call(monitor, f"/api/rollouts/{rollout}/", token)["body"])["state"]
-        not in ("queued", "running") and got, 300, 1)
+        got := ended_or_none(monitor, rollout, token)) and got, 300, 1)
     done["failures"] = [(e["host"], e["task"], e["message"]) for e in call(
         monitor, f"/api/rollouts/{rollout}/events/", token)["body"]["events"]
         if e["status"] in ("failed", "unreachable")]
     return done
+
+
+def ended_or_none(monitor, rollout: int, token: str) -> dict | None:
+    """The rollout when it has ended; None while it runs or the portal is restarting (a
+    rollout that upgrades the portal restarts it)."""
+    try:
+        got = call(monitor, f"/api/rollouts/{rollout}/", token)["body"]
+    except AssertionError:   # connection refused: the call's python exited non-zero
+        return None
+    return got if isinstance(got, dict) and got.get("state") not in (
+        None, "queued", "running") else None
 
 
 def only_host(monitor, done: dict, host: str) -> dict:
@@ -361,3 +371,33 @@ def test_with_the_root_runner_off_the_sandboxed_worker_reaches_a_box_over_ssh(mo
         monitor.check_output(f"mv {config}.saved {config}")
     assert done["artifacts"].startswith("/var/lib/sitevis-portal/runner/"), done
     assert only_host(monitor, done, BOX1)["changed"] == 0, done
+
+
+def test_a_rollout_from_the_portal_upgrades_the_portal_running_it(monitor):
+    """`site`, tag portal_configure, limited to the monitor, after its portal.yml was
+    changed by hand: the role's handler restarts the portal's services under the rollout.
+    The worker (systemd's restart) leaves the play to the root runner and the next worker
+    follows it on; the runner is asked to restart once the play has ended, and does (same
+    pid, a new id). The rollout ends well and the configuration is the role's again."""
+    operator = make_token(monitor, "molecule-operator-upgrade", "operator")
+    config = "/etc/sitevis-portal/portal.yml"
+    runner_id = "/var/lib/sitevis-portal-runner/runner-id.json"
+    worker_pid = monitor.check_output("systemctl show -p MainPID --value sitevis-portal-worker")
+    runner = json.loads(monitor.file(runner_id).content_string)
+    monitor.check_output(f"echo '# changed by hand' >> {config}")
+    done = launch_to_end(monitor, operator, playbook="site", inventory="molecule-site",
+                         limit=MONITOR, tags="portal_configure")
+    assert only_host(monitor, done, MONITOR)["changed"] >= 1, done
+    assert "# changed by hand" not in monitor.file(config).content_string
+    assert monitor.check_output(
+        "systemctl show -p MainPID --value sitevis-portal-worker") != worker_pid
+    restarted = wait_for("the root runner to restart after the rollout", lambda: (
+        now := json.loads(monitor.file(runner_id).content_string))["id"] != runner["id"]
+        and now, 60, 1)
+    assert restarted["pid"] == runner["pid"], (runner, restarted)
+    assert monitor.check_output(
+        "systemctl show -p MainPID --value sitevis-portal-runner") == str(runner["pid"])
+    assert not monitor.file("/var/lib/sitevis-portal-runner/restart").exists
+    for service in ("sitevis-portal", "sitevis-portal-worker", "sitevis-portal-runner"):
+        assert monitor.service(service).is_running, service
+

@@ -1,5 +1,7 @@
 """The worker's side of the root runner (rootrun.py): hand a rollout over through the
-spool, follow its events as they are written, ask it to cancel, take its result."""
+spool, follow its events as they are written, ask it to cancel, take its result. A worker
+that stops leaves the run to the runner (detaches); the next worker follows it on (the
+events file holds every event, the hand-over token is derived from the rollout)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,11 @@ ALIVE_EVERY_S = 2.0
 
 class HandoffError(Exception):
     """Why the root runner did not run the rollout to its end (one line)."""
+
+
+class Detached(Exception):
+    """The worker stopped while the root runner runs (or has yet to take) the rollout:
+    it goes on there, and the next worker follows it (resumable)."""
 
 
 @dataclass(frozen=True)
@@ -79,8 +86,8 @@ class Follower:
             self.file.close()
 
 
-def _wait_taken(spool: Spool, request: RunRequest,
-                cancel: Callable[[], bool]) -> dict[str, Any] | None:
+def _wait_taken(spool: Spool, request: RunRequest, cancel: Callable[[], bool],
+                detach: Callable[[], bool]) -> dict[str, Any] | None:
     """runner.json of this hand-over (or result.json of a refusal); None: withdrawn on
     cancel before the runner took it."""
     run_dir = spool.run(request.rollout)
@@ -90,6 +97,8 @@ def _wait_taken(spool: Spool, request: RunRequest,
             run_dir / RESULT, request.token)
         if found:
             return found
+        if detach():
+            raise Detached("left waiting for the root runner")
         if cancel() and _withdraw(spool, request.rollout):
             return None
         if time.monotonic() > deadline:
@@ -102,16 +111,38 @@ def _wait_taken(spool: Spool, request: RunRequest,
         time.sleep(POLL_S)
 
 
-def run_as_root(spool: Spool, request: RunRequest,
-                on_event: Callable[[dict[str, Any]], Any],
-                cancel: Callable[[], bool]) -> Handed | None:
-    """What the root runner reports of the request; None when it was cancelled before
-    the runner took it. Every event reaches on_event, in order, while the run goes on."""
-    from sitevis.runner import RunResult
-
+def hand_over(spool: Spool, request: RunRequest) -> None:
+    """Drop the request for the runner (a cancel file of an older hand-over goes)."""
     spool.cancel(request.rollout).unlink(missing_ok=True)
     write_json(spool.request(request.rollout), asdict(request), 0o640)
-    started = _wait_taken(spool, request, cancel)
+
+
+def resumable(spool: Spool, request: RunRequest) -> bool:
+    """Whether this hand-over is still in the spool: waiting, taken or ended."""
+    run_dir = spool.run(request.rollout)
+    return spool.request(request.rollout).exists() or any(
+        read_json(run_dir / name, request.token) for name in (STARTED, RESULT))
+
+
+def run_as_root(spool: Spool, request: RunRequest,
+                on_event: Callable[[dict[str, Any]], Any],
+                cancel: Callable[[], bool], detach: Callable[[], bool] = lambda: False,
+                ) -> Handed | None:
+    """What the root runner reports of the request; None when it was cancelled before
+    the runner took it. Every event reaches on_event, in order, while the run goes on.
+    Raises Detached when `detach()` turns true first."""
+    hand_over(spool, request)
+    return follow(spool, request, on_event, cancel, detach)
+
+
+def follow(spool: Spool, request: RunRequest, on_event: Callable[[dict[str, Any]], Any],
+           cancel: Callable[[], bool], detach: Callable[[], bool] = lambda: False,
+           ) -> Handed | None:
+    """run_as_root after the hand-over: also how a later worker follows a detached run
+    (from its first event: on_event must take an event twice)."""
+    from sitevis.runner import RunResult
+
+    started = _wait_taken(spool, request, cancel, detach)
     if started is None:
         return None
     run_dir = spool.run(request.rollout)
@@ -121,6 +152,8 @@ def run_as_root(spool: Spool, request: RunRequest,
     try:
         while (ended := read_json(run_dir / RESULT, request.token)) is None:
             follower.read()
+            if detach():
+                raise Detached(f"left to the root runner (pid {started['pid']})")
             if not asked_cancel and cancel():
                 spool.cancel(request.rollout).touch()
                 asked_cancel = True

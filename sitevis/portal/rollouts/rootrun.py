@@ -2,7 +2,9 @@
 through the spool, so a play may become root on the monitor itself (an inventory with
 `ansible_connection=local`) while the worker keeps its sandbox and no sudo. It runs only
 the project's own playbooks against the inventories of rollouts.yml (read by root), with
-a limit, tags and --check that it checks again (request.py); nothing else reaches it."""
+a limit, tags and --check that it checks again (request.py); nothing else reaches it.
+Asked to restart (spool.restart) it takes nothing new and restarts once its rollouts end,
+so a play may upgrade the runner that runs it."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
 import stat
 import threading
@@ -99,10 +102,20 @@ class RootRunner:
         self.gid = prepare(spool)
         self.stopping = threading.Event()
         self.active: dict[int, threading.Thread] = {}
+        self.ident = secrets.token_hex(16)   # its plays' RUNNER_ID_ENV
+        write_json(spool.runner_id, {"id": self.ident, "pid": os.getpid()}, 0o640, self.gid)
+
+    def restart_due(self) -> bool:
+        """Asked to restart, and no rollout of its own still running."""
+        self.active = {k: t for k, t in self.active.items() if t.is_alive()}
+        return not self.active and self.spool.restart.exists()
 
     def poll(self) -> list[int]:
-        """Take every waiting request; the rollout ids taken."""
+        """Take every waiting request; the rollout ids taken. None while a restart is
+        asked for: the worker waits (PICKUP_S) for the restarted runner."""
         self.active = {k: t for k, t in self.active.items() if t.is_alive()}
+        if self.spool.restart.exists():
+            return []
         taken = []
         for path in sorted(self.spool.requests.glob("*.json")):
             stem = path.name.removesuffix(".json")

@@ -6,6 +6,11 @@ so nothing root writes can be redirected by the worker.
       requests/           root:<portal group> 0770  <id>.json from the worker, <id>.cancel
       runs/<id>/          root:<portal group> 0750  runner.json, events.jsonl, result.json
       ansible/            root 0700                 ansible-runner's private dir, artifacts
+      runner-id.json      root:<portal group> 0640  {id, pid} of the runner that is up
+      restart             root                      asks the runner to restart once idle
+
+The runner gives its plays its id (RUNNER_ID_ENV): a play that would restart the runner
+running it (the portal role upgrading its own monitor) asks for `restart` instead.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 STARTED = "runner.json"      # {token, pid}: the runner took the request
 EVENTS = "events.jsonl"      # ansible-runner's events, one JSON object a line
 RESULT = "result.json"       # {token, result} or {token, error}: the run ended
+RUNNER_ID_ENV = "SITEVIS_PORTAL_RUNNER_ID"
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,14 @@ class Spool:
     @property
     def ansible(self) -> Path:
         return self.root / "ansible"
+
+    @property
+    def runner_id(self) -> Path:
+        return self.root / "runner-id.json"
+
+    @property
+    def restart(self) -> Path:
+        return self.root / "restart"
 
     def request(self, rollout: int) -> Path:
         return self.requests / f"{rollout}.json"

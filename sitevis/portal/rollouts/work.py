@@ -3,14 +3,16 @@ ansible-runner, store its events and host results as they come."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
-import secrets
 import socket
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -37,19 +39,33 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def recover() -> list[int]:
-    """Rollouts left running by a worker of this machine that is gone (killed, crashed):
-    failed, so their inventory is free again. The ids."""
+def recover() -> tuple[list[int], list[Rollout]]:
+    """Rollouts left running by a worker of this machine that is gone (killed, crashed,
+    restarted): those the root runner still has are this worker's now, to follow on; the
+    others failed, so their inventory is free again. (The failed ids, the taken over.)"""
     host = socket.gethostname()
-    lost = []
+    spool = _root_runner_spool()
+    lost, taken = [], []
     for rollout in Rollout.objects.filter(state=State.RUNNING, worker__startswith=f"{host}:"):
         pid = rollout.worker.rsplit(":", 1)[1]
-        if pid.isdigit() and not handoff.alive(int(pid)) and Rollout.objects.filter(
-                pk=rollout.pk, state=State.RUNNING, worker=rollout.worker).update(
-                state=State.FAILED, ended=timezone.now(),
-                detail=f"the worker running it (pid {pid}) stopped before it ended"):
+        if not pid.isdigit() or (int(pid) != os.getpid() and handoff.alive(int(pid))):
+            continue   # its worker is there (this one's pid was another's before: gone)
+        mine = Rollout.objects.filter(pk=rollout.pk, state=State.RUNNING, worker=rollout.worker)
+        if spool is not None and handoff.resumable(spool, _request(rollout)):
+            if mine.update(worker=worker_id()):
+                taken.append(Rollout.objects.get(pk=rollout.pk))
+        elif mine.update(state=State.FAILED, ended=timezone.now(),
+                         detail=f"the worker running it (pid {pid}) stopped before it ended"):
             lost.append(rollout.pk)
-    return lost
+    return lost, taken
+
+
+def _root_runner_spool() -> Spool | None:
+    try:
+        root = conf.load().root_runner
+    except ConfigError:
+        return None
+    return Spool(root) if root is not None else None
 
 
 def claim() -> Rollout | None:
@@ -106,10 +122,15 @@ class Recorder:
             save_hosts(self.rollout, hosts)
 
     def cancelled(self) -> bool:
+        """Asked to cancel, or the worker is stopping (the play runs in it)."""
+        return self.stopping() or self.asked()
+
+    def asked(self) -> bool:
+        """Someone asked to cancel (looked up at most every CANCEL_EVERY_S)."""
         now = time.monotonic()
         if not self._cancel and now - self._cancel_at >= self.CANCEL_EVERY_S:
             self._cancel_at = now
-            self._cancel = self.stopping() or Rollout.objects.filter(
+            self._cancel = Rollout.objects.filter(
                 pk=self.rollout.pk, cancel_requested=True).exists()
         return self._cancel
 
@@ -122,8 +143,11 @@ def save_hosts(rollout: Rollout, hosts: dict[str, HostState]) -> None:
             "status": state.status, "task": redact.text(state.task)[:255]})
 
 
-def _run(rollout: Rollout, recorder: Recorder) -> tuple[str, int | None, str, str]:
-    """(state, rc, detail, artifact dir) of the run."""
+def _run(rollout: Rollout, recorder: Recorder,
+         resume: bool = False) -> tuple[str, int | None, str, str]:
+    """(state, rc, detail, artifact dir) of the run; `resume`: follow a hand-over a
+    stopped worker left to the root runner. Raises handoff.Detached when this worker
+    stops while the root runner runs it."""
     try:
         # Ansible only where rollouts are configured (the role installs it then).
         from sitevis.inventory import InventoryError
@@ -139,10 +163,18 @@ def _run(rollout: Rollout, recorder: Recorder) -> tuple[str, int | None, str, st
         return State.FAILED, None, f"no inventory {rollout.inventory!r} in {cfg.path}", ""
     try:
         runner_stopped = False
+        if resume and cfg.root_runner is None:
+            return State.FAILED, None, f"{cfg.path} names no root_runner any more: the " \
+                "rollout handed to it is no longer followed", ""
         if cfg.root_runner is not None:
-            handed = handoff.run_as_root(
-                Spool(cfg.root_runner), _request(rollout),
-                EventReducer(recorder.hosts, recorder.event), recorder.cancelled)
+            # A stopping worker leaves the play running there (an upgrade that restarts
+            # the worker does not cancel itself); the next worker follows it on.
+            spool, request = Spool(cfg.root_runner), _request(rollout)
+            if not resume:
+                handoff.hand_over(spool, request)
+            handed = handoff.follow(
+                spool, request, EventReducer(recorder.hosts, recorder.event),
+                cancel=recorder.asked, detach=recorder.stopping)
             if handed is None:
                 return State.CANCELLED, None, "cancelled before the root runner took it", ""
             result, runner_stopped = handed.result, handed.runner_stopped
@@ -170,15 +202,28 @@ def _run(rollout: Rollout, recorder: Recorder) -> tuple[str, int | None, str, st
 
 
 def _request(rollout: Rollout) -> RunRequest:
-    return RunRequest(rollout=rollout.pk, token=secrets.token_hex(16),
+    """The hand-over of a rollout; its token derived (a worker that follows a hand-over
+    on after a restart finds it again), and unique per rollout row."""
+    token = hmac.new(settings.SECRET_KEY.encode(),
+                     f"handoff:{rollout.pk}:{rollout.created.isoformat()}".encode(),
+                     hashlib.sha256).hexdigest()[:32]
+    return RunRequest(rollout=rollout.pk, token=token,
                       playbook=rollout.playbook, inventory=rollout.inventory,
                       limit=rollout.limit, tags=rollout.tags, check=rollout.check_mode)
 
 
-def execute(rollout: Rollout, stopping: Callable[[], bool]) -> Rollout:
-    """Run a claimed rollout to its end; never raises for a failed play."""
-    annotate.write(rollout, "started")
-    state, rc, detail, artifacts = _run(rollout, Recorder(rollout, stopping))
+def execute(rollout: Rollout, stopping: Callable[[], bool], resume: bool = False,
+            ) -> Rollout:
+    """Run a claimed rollout to its end (`resume`: follow one taken over by recover());
+    never raises for a failed play. A rollout this worker left to the root runner when it
+    stopped is returned still running."""
+    if not resume:
+        annotate.write(rollout, "started")
+    try:
+        state, rc, detail, artifacts = _run(rollout, Recorder(rollout, stopping), resume)
+    except handoff.Detached as left:
+        log.info("rollout #%s: %s; the next worker follows it", rollout.pk, left)
+        return rollout
     Rollout.objects.filter(pk=rollout.pk).update(
         state=state, rc=rc, detail=redact.text(detail)[:500], artifacts=artifacts[:500],
         ended=timezone.now())

@@ -186,9 +186,10 @@ def test_main_job_on_this_machine_is_idempotent_verified_and_removable(
     assert status.returncode == 0, status.stdout + status.stderr
     assert "localhost" in status.stdout
     assert our_filters_on_this_machine(), "the site's collector attached nothing"
-    verified = verify_from_the_portal()
+    verified = launch_from_the_portal({"playbook": "verify", "inventory": "local"})
     assert (verified["state"], verified["rc"]) == ("succeeded", 0), verified
     assert verified["artifacts"].startswith("/var/lib/sitevis-portal-runner/ansible/")
+    portal_upgrades_itself_from_the_portal()
 
     if installed_before:
         return  # someone's real rollout: leave it in place
@@ -204,8 +205,8 @@ def test_main_job_on_this_machine_is_idempotent_verified_and_removable(
     assert recap_changed(again.stdout) == 0, again.stdout[-3000:]
 
 
-def verify_from_the_portal(timeout: float = 300) -> dict:
-    """`verify` of this machine launched through the API of the portal the rollout put
+def launch_from_the_portal(body: dict, timeout: float = 300) -> dict:
+    """A rollout of this machine launched through the API of the portal the rollout put
     here (inventory/local): its worker hands it to the root runner. The rollout at its end."""
     url = "http://127.0.0.1:8000"
     password = (REPO / "inventory/local/.secrets/portal_admin_password").read_text().strip()
@@ -214,15 +215,42 @@ def verify_from_the_portal(timeout: float = 300) -> dict:
         "description": "test_runner"}, timeout=30).json()["token"]
     api = requests.Session()
     api.headers["Authorization"] = f"Token {token}"
-    launched = api.post(f"{url}/api/rollouts/", json={"playbook": "verify",
-                                                      "inventory": "local"}, timeout=30)
+    launched = api.post(f"{url}/api/rollouts/", json=body, timeout=30)
     assert launched.status_code == 202, launched.text
     deadline = time.monotonic() + timeout
-    while (got := api.get(f"{url}/api/rollouts/{launched.json()['id']}/", timeout=30).json()
-           )["state"] in ("queued", "running"):
+    while True:
+        try:
+            got = api.get(f"{url}/api/rollouts/{launched.json()['id']}/", timeout=30).json()
+        except requests.ConnectionError:   # the rollout restarts the portal
+            got = {"state": "running"}
+        if got["state"] not in ("queued", "running"):
+            return got
         assert time.monotonic() < deadline, got
         time.sleep(1)
-    return got
+
+
+def portal_upgrades_itself_from_the_portal() -> None:
+    """`site` launched from the portal that changes the portal on its own monitor (its
+    configuration, here a line added by hand): the role's handler restarts the worker
+    under the rollout (which leaves the play to the root runner and the next worker
+    follows it) and asks the runner running the play to restart once it has ended. The
+    rollout ends well, the configuration is the role's again, and both restarted."""
+    config = Path("/etc/sitevis-portal/portal.yml")
+    spool = Path("/var/lib/sitevis-portal-runner")
+    worker_pid = Path("/run/sitevis-portal-worker.pid").read_text().strip()
+    runner = json.loads((spool / "runner-id.json").read_text())
+    config.write_text(config.read_text() + "# changed by hand\n")
+    done = launch_from_the_portal({"playbook": "site", "inventory": "local",
+                                   "tags": "portal_configure", "limit": "localhost"})
+    assert (done["state"], done["rc"]) == ("succeeded", 0), done
+    assert done["hosts"][0]["changed"] >= 1, done["hosts"]
+    assert "# changed by hand" not in config.read_text()
+    assert Path("/run/sitevis-portal-worker.pid").read_text().strip() != worker_pid
+    deadline = time.monotonic() + 60
+    while (now := json.loads((spool / "runner-id.json").read_text()))["id"] == runner["id"]:
+        assert time.monotonic() < deadline, "the root runner did not restart after the rollout"
+        time.sleep(1)
+    assert now["pid"] == runner["pid"] and not (spool / "restart").exists()
 
 
 def remove_site() -> subprocess.CompletedProcess[str]:

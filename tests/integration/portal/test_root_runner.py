@@ -185,6 +185,54 @@ def test_a_stopped_runner_cancels_its_rollout_and_says_so(handover: Handover):
     handover.start_runner()
 
 
+def running_its_wait(handover: Handover, rollout_id: int) -> None:
+    wait("the rollout to run its wait", lambda: any(
+        e["event"] == "runner_on_start" and e["task"] == "Wait while the test restarts something"
+        for e in handover.events(rollout_id)["events"]))
+
+
+def test_a_restarted_worker_leaves_the_play_to_the_runner_and_the_next_follows_it(
+        handover: Handover):
+    """An upgrade restarts the worker while the root runner plays: the play goes on, the
+    next worker follows it from its first event, and the rollout ends as the play did."""
+    rollout_id = handover.launch(playbook="remove", inventory="far").json()["id"]
+    running_its_wait(handover, rollout_id)
+    assert handover.worker is not None
+    handover.worker.send_signal(signal.SIGTERM)
+    assert handover.worker.wait(30) == 0
+    assert handover.get(rollout_id)["state"] == "running"   # not cancelled: still playing
+    handover.start_unprivileged_worker()
+    done = handover.ended(rollout_id, timeout=60)
+    assert (done["state"], done["rc"], done["detail"]) == ("succeeded", 0, ""), done
+    counters = [e["counter"] for e in handover.events(rollout_id)["events"]]
+    assert counters == list(range(1, max(counters) + 1)), counters   # none lost, none twice
+    assert matrix_of(done)["h1"]["status"] == "ok"
+    assert f"rollout #{rollout_id}: following it on in the root runner" in \
+        handover.log.read_text()
+
+
+def test_a_runner_asked_to_restart_ends_its_play_first_then_restarts(handover: Handover):
+    """What the portal role's handler does when the runner runs the play that upgrades it:
+    the spool's restart file. The play ends well; then the runner re-executes itself (same
+    pid, a new id for its plays) and takes the next rollout."""
+    assert handover.runner is not None
+    pid = handover.runner.pid
+    before = json.loads((handover.spool / "runner-id.json").read_text())
+    assert before["pid"] == pid
+    rollout_id = handover.launch(playbook="remove", inventory="far").json()["id"]
+    running_its_wait(handover, rollout_id)
+    (handover.spool / "restart").write_text("asked by the test\n")
+    done = handover.ended(rollout_id, timeout=60)
+    assert (done["state"], done["rc"]) == ("succeeded", 0), done
+    wait("the runner to restart", lambda: not (handover.spool / "restart").exists() and json.loads(
+        (handover.spool / "runner-id.json").read_text())["id"] != before["id"], 30)
+    assert handover.runner.poll() is None and json.loads(
+        (handover.spool / "runner-id.json").read_text())["pid"] == pid
+    assert "restarting as asked (no rollout running)" in handover.runner_log.read_text()
+    after = handover.launch(playbook="site", inventory="far", check=True, limit="h1")
+    assert handover.ended(after.json()["id"])["state"] == "succeeded"
+
+
 def test_requests_the_runner_refuses_fail_with_the_reason(handover: Handover):
     """Requests as a compromised worker could write them: the runner runs none and says
     why (the worker would hear it by its token); a link is not even read."""

@@ -107,3 +107,46 @@ def test_a_cancel_before_the_runner_takes_it_withdraws_the_request(tmp_path: Pat
     spool = spool_at(tmp_path)
     assert handoff.run_as_root(spool, GOOD, lambda event: None, cancel=lambda: True) is None
     assert list(spool.requests.iterdir()) == []
+
+
+def test_a_stopping_worker_leaves_a_waiting_request_for_the_next_one(tmp_path: Path):
+    """Detached while the runner has yet to take it: the request stays, resumable."""
+    spool = spool_at(tmp_path)
+    with pytest.raises(handoff.Detached, match="left waiting for the root runner"):
+        handoff.run_as_root(spool, GOOD, lambda event: None, cancel=lambda: False,
+                            detach=lambda: True)
+    assert spool.request(GOOD.rollout).exists()
+    assert handoff.resumable(spool, GOOD)
+
+
+def test_a_run_is_resumable_only_by_its_own_token(tmp_path: Path):
+    spool = spool_at(tmp_path)
+    assert not handoff.resumable(spool, GOOD)   # nothing in the spool: lost
+    run = spool.run(GOOD.rollout)
+    run.mkdir(parents=True)
+    (run / "runner.json").write_text(json.dumps({"token": "cd" * 16, "pid": 1}))
+    assert not handoff.resumable(spool, GOOD)   # an older rollout's run of the same id
+    (run / "runner.json").write_text(json.dumps({"token": GOOD.token, "pid": 1}))
+    assert handoff.resumable(spool, GOOD)
+
+
+def test_a_follower_takes_every_event_again_after_a_detach(tmp_path: Path):
+    """What a later worker does: the run's events from the first, then its result."""
+    spool = spool_at(tmp_path)
+    run = spool.run(GOOD.rollout)
+    run.mkdir(parents=True)
+    (run / "runner.json").write_text(json.dumps({"token": GOOD.token, "pid": 1}))
+    (run / "events.jsonl").write_text("".join(
+        json.dumps({"counter": n, "event": "verbose"}) + "\n" for n in (1, 2, 3)))
+    first: list[dict] = []
+    with pytest.raises(handoff.Detached, match=r"left to the root runner \(pid 1\)"):
+        handoff.follow(spool, GOOD, first.append, cancel=lambda: False, detach=lambda: True)
+    result = {"playbook": "site.yml", "inventory": "lab", "limit": None, "status":
+              "successful", "rc": 0, "hosts": {}, "artifact_dir": str(run),
+              "no_host_matched": False}
+    (run / "result.json").write_text(json.dumps(
+        {"token": GOOD.token, "result": result, "commit": "abc", "stopped": False}))
+    again: list[dict] = []
+    handed = handoff.follow(spool, GOOD, again.append, cancel=lambda: False)
+    assert handed is not None and (handed.result.status, handed.commit) == ("successful", "abc")
+    assert [e["counter"] for e in first] == [1, 2, 3] == [e["counter"] for e in again]

@@ -1,6 +1,7 @@
 """`sitevis portal worker`: runs the queued rollouts, one at a time per inventory (each
 worker runs one at a time; start several for several inventories at once). SIGTERM
-cancels the running rollout and exits."""
+cancels the running rollout and exits; a rollout in the root runner goes on there, and
+the next worker follows it."""
 
 from __future__ import annotations
 
@@ -33,8 +34,13 @@ class Command(BaseCommand):
             signal.signal(sig, lambda signum, frame: stop.append(signum))
         context.bind(context.Actor.command("worker"))
         self.stdout.write(f"sitevis portal worker: polling every {poll:g}s")
-        for lost in work.recover():
-            self.stdout.write(f"rollout #{lost}: failed (its worker had stopped)")
+        lost, taken_over = work.recover()
+        for rollout_id in lost:
+            self.stdout.write(f"rollout #{rollout_id}: failed (its worker had stopped)")
+        for left in taken_over:   # left to the root runner by a worker that stopped
+            self.stdout.write(f"rollout #{left.pk}: following it on in the root runner")
+            done = work.execute(left, stopping=lambda: bool(stop), resume=True)
+            self.stdout.write(f"rollout #{done.pk}: {done.state}")
         while not stop:
             rollout = work.claim()
             if rollout is not None:
