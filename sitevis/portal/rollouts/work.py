@@ -4,7 +4,6 @@ ansible-runner, store its events and host results as they come."""
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 import os
 import socket
@@ -12,7 +11,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -202,11 +200,12 @@ def _run(rollout: Rollout, recorder: Recorder,
 
 
 def _request(rollout: Rollout) -> RunRequest:
-    """The hand-over of a rollout; its token derived (a worker that follows a hand-over
-    on after a restart finds it again), and unique per rollout row."""
-    token = hmac.new(settings.SECRET_KEY.encode(),
-                     f"handoff:{rollout.pk}:{rollout.created.isoformat()}".encode(),
-                     hashlib.sha256).hexdigest()[:32]
+    """The hand-over of a rollout. Its token pairs the spool's files with this rollout
+    row (never an older rollout's run of the same id), derived so a worker that follows
+    the hand-over on after a restart finds it again; not a secret (the spool is the
+    portal's and root's alone), so it survives a new secret key of an upgrade."""
+    token = hashlib.sha256(
+        f"sitevis-handoff:{rollout.pk}:{rollout.created.isoformat()}".encode()).hexdigest()[:32]
     return RunRequest(rollout=rollout.pk, token=token,
                       playbook=rollout.playbook, inventory=rollout.inventory,
                       limit=rollout.limit, tags=rollout.tags, check=rollout.check_mode)

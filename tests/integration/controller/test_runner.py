@@ -19,6 +19,7 @@ from tests.harness import site_leftovers
 from tests.harness.tools import tool
 
 REPO = Path(__file__).parents[3]
+PORTAL = "http://127.0.0.1:8000"   # where inventory/local puts the portal
 SECRET = "s3cr3t-Pa55-do-not-print"
 LOCAL = "localhost ansible_connection=local ansible_python_interpreter=/usr/bin/python3\n"
 
@@ -190,6 +191,7 @@ def test_main_job_on_this_machine_is_idempotent_verified_and_removable(
     assert (verified["state"], verified["rc"]) == ("succeeded", 0), verified
     assert verified["artifacts"].startswith("/var/lib/sitevis-portal-runner/ansible/")
     portal_upgrades_itself_from_the_portal()
+    portal_refuses_to_undo_itself_from_the_portal(tmp_path)
 
     if installed_before:
         return  # someone's real rollout: leave it in place
@@ -208,19 +210,13 @@ def test_main_job_on_this_machine_is_idempotent_verified_and_removable(
 def launch_from_the_portal(body: dict, timeout: float = 300) -> dict:
     """A rollout of this machine launched through the API of the portal the rollout put
     here (inventory/local): its worker hands it to the root runner. The rollout at its end."""
-    url = "http://127.0.0.1:8000"
-    password = (REPO / "inventory/local/.secrets/portal_admin_password").read_text().strip()
-    token = requests.post(f"{url}/api/users/tokens/provision/", json={
-        "username": "admin", "password": password, "write_enabled": True,
-        "description": "test_runner"}, timeout=30).json()["token"]
-    api = requests.Session()
-    api.headers["Authorization"] = f"Token {token}"
-    launched = api.post(f"{url}/api/rollouts/", json=body, timeout=30)
+    api = portal_api()
+    launched = api.post(f"{PORTAL}/api/rollouts/", json=body, timeout=30)
     assert launched.status_code == 202, launched.text
     deadline = time.monotonic() + timeout
     while True:
         try:
-            got = api.get(f"{url}/api/rollouts/{launched.json()['id']}/", timeout=30).json()
+            got = api.get(f"{PORTAL}/api/rollouts/{launched.json()['id']}/", timeout=30).json()
         except requests.ConnectionError:   # the rollout restarts the portal
             got = {"state": "running"}
         if got["state"] not in ("queued", "running"):
@@ -251,6 +247,61 @@ def portal_upgrades_itself_from_the_portal() -> None:
         assert time.monotonic() < deadline, "the root runner did not restart after the rollout"
         time.sleep(1)
     assert now["pid"] == runner["pid"] and not (spool / "restart").exists()
+
+
+def portal_refuses_to_undo_itself_from_the_portal(tmp_path: Path) -> None:
+    """What would pull the portal out from under the rollout running it fails first, in
+    one line, and changes nothing: `site` with an inventory that lacks the portal's
+    rollout settings (it would turn them off), and `remove` of the portal (check mode
+    stays allowed)."""
+    import yaml
+
+    bare = tmp_path / "bare"
+    (bare / "group_vars").mkdir(parents=True)
+    bare.chmod(0o755)
+    shutil.copy(REPO / "inventory/local/hosts.yml", bare / "hosts.yml")
+    local_vars = yaml.safe_load((REPO / "inventory/local/group_vars/all.yml").read_text())
+    (bare / "group_vars/all.yml").write_text(yaml.safe_dump({
+        **{k: v for k, v in local_vars.items() if not k.startswith("portal_rollout_")},
+        "sitevis_secrets_dir": str(REPO / "inventory/local/.secrets")}))
+    rollouts = Path("/etc/sitevis-portal/rollouts.yml")
+    config = Path("/etc/sitevis-portal/portal.yml")
+    saved, config_before = rollouts.read_text(), config.read_text()
+    runner_before = Path("/var/lib/sitevis-portal-runner/runner-id.json").read_text()
+    with_bare = yaml.safe_load(saved)
+    with_bare["inventories"]["bare"] = str(bare)
+    rollouts.write_text(yaml.safe_dump(with_bare))
+    try:
+        turned_off = launch_from_the_portal({"playbook": "site", "inventory": "bare",
+                                             "tags": "portal_configure", "limit": "localhost"})
+    finally:
+        rollouts.write_text(saved)
+    removed = launch_from_the_portal({"playbook": "remove", "inventory": "local",
+                                      "tags": "portal_remove", "limit": "localhost"})
+    for done, reason in ((turned_off, "would turn that portal's rollouts off"),
+                         (removed, "runs in the root runner of the portal it would remove")):
+        assert done["state"] == "failed", done
+        assert done["hosts"][0]["failed"] == 1 and done["hosts"][0]["changed"] == 0, done
+        assert reason in done["hosts"][0]["task"] + portal_failures(done["id"]), done
+    assert config.read_text() == config_before
+    assert Path("/var/lib/sitevis-portal-runner/runner-id.json").read_text() == runner_before
+
+
+def portal_failures(rollout_id: int) -> str:
+    """The failed events' messages of a rollout, read from the portal's API."""
+    events = portal_api().get(f"{PORTAL}/api/rollouts/{rollout_id}/events/", timeout=30)
+    return " ".join(e["message"] for e in events.json()["events"] if e["status"] == "failed")
+
+
+def portal_api() -> requests.Session:
+    """The API of the portal the main job put here, as its admin (a fresh write token)."""
+    password = (REPO / "inventory/local/.secrets/portal_admin_password").read_text().strip()
+    token = requests.post(f"{PORTAL}/api/users/tokens/provision/", json={
+        "username": "admin", "password": password, "write_enabled": True,
+        "description": "test_runner"}, timeout=30).json()["token"]
+    api = requests.Session()
+    api.headers["Authorization"] = f"Token {token}"
+    return api
 
 
 def remove_site() -> subprocess.CompletedProcess[str]:
