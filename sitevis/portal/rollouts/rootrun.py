@@ -105,15 +105,18 @@ class RootRunner:
         self.ident = secrets.token_hex(16)   # its plays' RUNNER_ID_ENV
         write_json(spool.runner_id, {"id": self.ident, "pid": os.getpid()}, 0o640, self.gid)
 
+    def _forget_ended(self) -> None:
+        self.active = {k: t for k, t in self.active.items() if t.is_alive()}
+
     def restart_due(self) -> bool:
         """Asked to restart, and no rollout of its own still running."""
-        self.active = {k: t for k, t in self.active.items() if t.is_alive()}
+        self._forget_ended()
         return not self.active and self.spool.restart.exists()
 
     def poll(self) -> list[int]:
         """Take every waiting request; the rollout ids taken. None while a restart is
         asked for: the worker waits (PICKUP_S) for the restarted runner."""
-        self.active = {k: t for k, t in self.active.items() if t.is_alive()}
+        self._forget_ended()
         if self.spool.restart.exists():
             return []
         taken = []
