@@ -124,22 +124,13 @@ def resumable(spool: Spool, request: RunRequest) -> bool:
         read_json(run_dir / name, request.token) for name in (STARTED, RESULT))
 
 
-def run_as_root(spool: Spool, request: RunRequest,
-                on_event: Callable[[dict[str, Any]], Any],
-                cancel: Callable[[], bool], detach: Callable[[], bool] = lambda: False,
-                ) -> Handed | None:
-    """What the root runner reports of the request; None when it was cancelled before
-    the runner took it. Every event reaches on_event, in order, while the run goes on.
-    Raises Detached when `detach()` turns true first."""
-    hand_over(spool, request)
-    return follow(spool, request, on_event, cancel, detach)
-
-
 def follow(spool: Spool, request: RunRequest, on_event: Callable[[dict[str, Any]], Any],
            cancel: Callable[[], bool], detach: Callable[[], bool] = lambda: False,
            ) -> Handed | None:
-    """run_as_root after the hand-over: also how a later worker follows a detached run
-    (from its first event: on_event must take an event twice)."""
+    """What the root runner reports of a handed-over request; None when it was cancelled
+    before the runner took it. Every event reaches on_event, in order, while the run
+    goes on; raises Detached when `detach()` turns true first. Also how a later worker
+    follows a detached run on (from its first event: on_event must take one twice)."""
     from sitevis.runner import RunResult
 
     started = _wait_taken(spool, request, cancel, detach)

@@ -86,6 +86,12 @@ def test_rollouts_yml_names_a_root_runner_spool_by_an_absolute_path(tmp_path: Pa
             conf.load(path)
 
 
+def handed_over(spool: Spool, *args, **kwargs) -> handoff.Handed | None:
+    """The worker's hand-over of GOOD, followed to its end (work._run does the same)."""
+    handoff.hand_over(spool, GOOD)
+    return handoff.follow(spool, GOOD, *args, **kwargs)
+
+
 def spool_at(root: Path) -> Spool:
     spool = Spool(root)
     spool.requests.mkdir()
@@ -99,13 +105,13 @@ def test_with_no_runner_the_hand_over_fails_clearly_and_is_taken_back(
     events: list[dict] = []
     with pytest.raises(handoff.HandoffError,
                        match=r"did not take the rollout within 0\.5 s: is sitevis-portal-runner"):
-        handoff.run_as_root(spool, GOOD, events.append, cancel=lambda: False)
+        handed_over(spool, events.append, cancel=lambda: False)
     assert list(spool.requests.iterdir()) == [] and events == []
 
 
 def test_a_cancel_before_the_runner_takes_it_withdraws_the_request(tmp_path: Path):
     spool = spool_at(tmp_path)
-    assert handoff.run_as_root(spool, GOOD, lambda event: None, cancel=lambda: True) is None
+    assert handed_over(spool, lambda event: None, cancel=lambda: True) is None
     assert list(spool.requests.iterdir()) == []
 
 
@@ -113,7 +119,7 @@ def test_a_stopping_worker_leaves_a_waiting_request_for_the_next_one(tmp_path: P
     """Detached while the runner has yet to take it: the request stays, resumable."""
     spool = spool_at(tmp_path)
     with pytest.raises(handoff.Detached, match="left waiting for the root runner"):
-        handoff.run_as_root(spool, GOOD, lambda event: None, cancel=lambda: False,
+        handed_over(spool, lambda event: None, cancel=lambda: False,
                             detach=lambda: True)
     assert spool.request(GOOD.rollout).exists()
     assert handoff.resumable(spool, GOOD)
